@@ -1,0 +1,3 @@
+from fusionseg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,134 @@
+"""The DAVIS layout every stage reads: the pipeline's lingua franca for frames, masks and boxes.
+
+    <root>/JPEGImages/480p/<seq>/00000.jpg   frames, numbered from 0, five digits
+    <root>/Annotations/480p/<seq>/00000.png  binary masks (0 / 255); may be sparse (annotated frames only)
+    <root>/Boxes/<seq>.csv                   per-frame boxes: frame, x0, y0, x1, y1 (pixels; x1, y1 exclusive)
+    <root>/Tables/<seq>.csv                  frame table: index, source, width, height, annotated
+    <root>/Flow/<seq>/00000.flo              ground-truth forward flow (synthetic data only)
+
+The folder is called 480p whatever the frames' real size, as DAVIS tools expect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fusionseg.errors import InputError
+from fusionseg.io import read_image, read_mask
+
+RESOLUTION = "480p"
+BOX_COLUMNS = ["frame", "x0", "y0", "x1", "y1"]
+TABLE_COLUMNS = ["index", "source", "width", "height", "annotated"]
+
+
+def frame_name(index: int) -> str:
+    return f"{index:05d}"
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """One sequence of a DAVIS-layout root."""
+
+    root: Path
+    name: str
+    resolution: str = RESOLUTION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.root / "JPEGImages" / self.resolution / self.name
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.root / "Annotations" / self.resolution / self.name
+
+    @property
+    def boxes_path(self) -> Path:
+        return self.root / "Boxes" / f"{self.name}.csv"
+
+    @property
+    def table_path(self) -> Path:
+        return self.root / "Tables" / f"{self.name}.csv"
+
+    @property
+    def flow_dir(self) -> Path:
+        return self.root / "Flow" / self.name
+
+    def frame_paths(self) -> list[Path]:
+        """The frames in order; an error if the folder is missing, empty, or has gaps."""
+        if not self.frames_dir.is_dir():
+            raise InputError(f"{self.frames_dir}: frame folder not found")
+        paths = sorted(p for p in self.frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not paths:
+            raise InputError(f"{self.frames_dir}: no frames (empty folder)")
+        expected = [frame_name(i) for i in range(len(paths))]
+        if [p.stem for p in paths] != expected:
+            raise InputError(f"{self.frames_dir}: frames must be numbered 00000, 00001, ... without gaps")
+        return paths
+
+    def mask_paths(self) -> dict[int, Path]:
+        """Annotated frames: frame index -> mask path (empty when the sequence has no masks)."""
+        if not self.masks_dir.is_dir():
+            return {}
+        return {int(p.stem): p for p in sorted(self.masks_dir.glob("*.png"))}
+
+    def read_frame(self, index: int) -> np.ndarray:
+        return read_image(self.frame_paths()[index])
+
+    def read_frames(self) -> np.ndarray:
+        """All frames as (N, H, W, 3) uint8 RGB; an error naming the frame if sizes differ."""
+        frames = [read_image(p) for p in self.frame_paths()]
+        _check_same_size(frames, self.frame_paths())
+        return np.stack(frames)
+
+    def read_mask(self, index: int) -> np.ndarray:
+        """The bool mask of frame `index`, checked against the frame's size."""
+        paths = self.mask_paths()
+        if index not in paths:
+            raise InputError(f"{self.masks_dir}: no mask for frame {frame_name(index)}")
+        mask = read_mask(paths[index])
+        frame = self.frame_paths()[index]
+        height, width = read_image(frame).shape[:2]
+        if mask.shape != (height, width):
+            raise InputError(
+                f"{paths[index]}: mask is {mask.shape[1]}x{mask.shape[0]} but frame {frame.name} is {width}x{height}"
+            )
+        return mask
+
+    def boxes(self) -> pd.DataFrame:
+        """Per-frame boxes (columns frame, x0, y0, x1, y1); empty when the sequence has none."""
+        if not self.boxes_path.is_file():
+            return pd.DataFrame(columns=BOX_COLUMNS).astype(int)
+        table = pd.read_csv(self.boxes_path)
+        missing = [c for c in BOX_COLUMNS if c not in table.columns]
+        if missing:
+            raise InputError(f"{self.boxes_path}: missing column(s) {', '.join(missing)}")
+        return table[BOX_COLUMNS].astype(int)
+
+    def table(self) -> pd.DataFrame:
+        if not self.table_path.is_file():
+            raise InputError(f"{self.table_path}: frame table not found")
+        return pd.read_csv(self.table_path)
+
+
+def list_layout_sequences(root: Path, resolution: str = RESOLUTION) -> list[str]:
+    """Sequence names of a DAVIS-layout root (sorted folder names under JPEGImages/<resolution>)."""
+    base = Path(root) / "JPEGImages" / resolution
+    if not base.is_dir():
+        raise InputError(f"{base}: not a DAVIS-layout root (no JPEGImages/{resolution} folder)")
+    return sorted(p.name for p in base.iterdir() if p.is_dir())
+
+
+def _check_same_size(frames: list[np.ndarray], paths: list[Path]) -> None:
+    first = frames[0].shape[:2]
+    for frame, path in zip(frames, paths):
+        if frame.shape[:2] != first:
+            raise InputError(
+                f"{path}: frame is {frame.shape[1]}x{frame.shape[0]}, but {paths[0].name} is {first[1]}x{first[0]}"
+            )
