@@ -40,6 +40,14 @@ class Sequence:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
+    @classmethod
+    def from_frames_dir(cls, frames_dir: str | Path) -> "Sequence":
+        """The sequence whose frames are in `<root>/JPEGImages/<resolution>/<name>` (what rules pass)."""
+        frames_dir = Path(frames_dir)
+        if frames_dir.parent.parent.name != "JPEGImages":
+            raise InputError(f"{frames_dir}: not a DAVIS-layout frame folder (<root>/JPEGImages/480p/<seq>)")
+        return cls(frames_dir.parents[2], frames_dir.name, frames_dir.parent.name)
+
     @property
     def frames_dir(self) -> Path:
         return self.root / "JPEGImages" / self.resolution / self.name
