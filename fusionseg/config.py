@@ -93,16 +93,27 @@ def check_roles(config: dict, source: str = "config") -> None:
             if not Path(root).exists():
                 raise ConfigError(f"{source}: datasets.{name}.root: '{root}' does not exist")
     allowed = {frozenset(pair) for pair in config.get("role_overlap", [])}
-    members = {role: set(role_sequences(config, role)) for role in ROLES}
+    members = {role: _identities(config, role) for role in ROLES}
     for i, first in enumerate(ROLES):
         for second in ROLES[i + 1 :]:
-            shared = members[first] & members[second]
+            shared = set(members[first]) & set(members[second])
             if shared and frozenset((first, second)) not in allowed:
-                example = ", ".join(f"{d}/{s}" for d, s in sorted(shared)[:5])
+                example = ", ".join(sorted(members[first][key] for key in shared)[:5])
                 raise ConfigError(
                     f"{source}: roles {first} and {second} share {len(shared)} sequence(s) ({example}); "
                     f"list [{first}, {second}] under role_overlap if that is intended"
                 )
+
+
+def _identities(config: dict, role: str) -> dict[tuple[str, str], str]:
+    """Role members keyed by where their data comes from, so that one sequence declared under two
+    dataset names (say, once with masks and once as boxes-only weak video) still counts as shared."""
+    keyed = {}
+    for dataset, seq in role_sequences(config, role):
+        entry = config["datasets"][dataset]
+        source = f"synthetic:{dataset}" if entry["layout"] == "synthetic" else str(Path(entry["root"]).resolve())
+        keyed[(source, seq)] = f"{dataset}/{seq}"
+    return keyed
 
 
 def overlapping_roles(config: dict) -> list[dict[str, Any]]:
