@@ -1,0 +1,185 @@
+"""Scoring mask folders against a DAVIS-layout ground-truth root: per-frame and per-sequence tables.
+
+Predictions: PRED_ROOT/<seq>/<frame>.png, any mask PNG (palette or grey; label > 0 is foreground).
+Ground truth: DAVIS_ROOT/Annotations/480p/<seq>/<frame>.png, possibly sparse: only annotated frames
+are scored. Frame selection `inner` drops the first and last annotated frame (the DAVIS-2016 toolkit
+convention; for dense annotation these are the sequence's first and last frames), `all` keeps all.
+Sequences are scored in parallel threads (PNG decoding, NumPy and OpenCV release the GIL).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from fusionseg.datasets.layout import RESOLUTION, frame_name
+from fusionseg.errors import InputError
+from fusionseg.io import read_mask
+from fusionseg.metrics.measures import frame_scores, sequence_statistics
+
+FRAME_MODES = ("inner", "all")
+SEQUENCE_COLUMNS = ["sequence", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay"]
+FRAME_COLUMNS = ["sequence", "frame", "J", "F"]
+LABEL_COLUMNS = ["method", "dataset", "frames"]
+
+
+@dataclass(frozen=True)
+class SequenceScores:
+    """Per-frame J and F of one sequence, for the frames that were scored."""
+
+    sequence: str
+    frames: list[int]
+    j_values: np.ndarray
+    f_values: np.ndarray
+
+    def summary_row(self) -> dict:
+        j_mean, j_recall, j_decay = sequence_statistics(self.j_values)
+        f_mean, f_recall, f_decay = sequence_statistics(self.f_values)
+        return {
+            "sequence": self.sequence,
+            "J_mean": j_mean,
+            "J_recall": j_recall,
+            "J_decay": j_decay,
+            "F_mean": f_mean,
+            "F_recall": f_recall,
+            "F_decay": f_decay,
+            "n_frames": len(self.frames),
+        }
+
+    def frame_rows(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"sequence": self.sequence, "frame": self.frames, "J": self.j_values, "F": self.f_values}
+        )
+
+
+def gt_sequences(gt_root: Path) -> list[str]:
+    """Sequence names of a ground-truth root (folders under Annotations/480p)."""
+    base = Path(gt_root) / "Annotations" / RESOLUTION
+    if not base.is_dir():
+        raise InputError(f"{base}: not a DAVIS-layout ground-truth root (no Annotations/{RESOLUTION} folder)")
+    return sorted(p.name for p in base.iterdir() if p.is_dir())
+
+
+def scored_frames(annotated: list[int], mode: str) -> list[int]:
+    """The annotated frame indices that are scored under `mode` (inner or all)."""
+    if mode not in FRAME_MODES:
+        raise InputError(f"frames: '{mode}' is not one of {', '.join(FRAME_MODES)}")
+    return annotated[1:-1] if mode == "inner" else list(annotated)
+
+
+def score_sequence(pred_dir: Path, gt_root: Path, sequence: str, mode: str) -> SequenceScores:
+    """Read and score one sequence; errors name the missing, extra or mis-sized file."""
+    gt_dir = Path(gt_root) / "Annotations" / RESOLUTION / sequence
+    annotated = _numbered_pngs(gt_dir)
+    frames = scored_frames(sorted(annotated), mode)
+    if not frames:
+        raise InputError(f"{gt_dir}: no frames to score with --frames {mode} ({len(annotated)} annotated)")
+    predicted = _numbered_pngs(pred_dir)
+    _check_prediction_frames(pred_dir, predicted, frames, _sequence_length(gt_root, sequence, annotated))
+    gts = _read_ground_truth([annotated[i] for i in frames])
+    preds = np.stack([_read_prediction(predicted[i], gts.shape[1:], annotated[i]) for i in frames])
+    j_values, f_values = frame_scores(preds, gts)
+    return SequenceScores(sequence, frames, j_values, f_values)
+
+
+def score_root(
+    pred_root: Path,
+    gt_root: Path,
+    sequences: list[str] | None = None,
+    mode: str = "inner",
+    threads: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every (or the named) ground-truth sequence: (per-sequence table, per-frame table)."""
+    pred_root, gt_root = Path(pred_root), Path(gt_root)
+    available = gt_sequences(gt_root)
+    wanted = sequences or available
+    unknown = [s for s in wanted if s not in available]
+    if unknown:
+        raise InputError(f"{gt_root}: no ground truth for sequence(s) {', '.join(unknown)}")
+    for sequence in wanted:
+        if not (pred_root / sequence).is_dir():
+            raise InputError(f"{pred_root / sequence}: prediction folder not found")
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        jobs = pool.map(lambda s: score_sequence(pred_root / s, gt_root, s, mode), wanted)
+        results = list(tqdm(jobs, total=len(wanted), desc="score", unit="seq", leave=False))
+    per_sequence = pd.DataFrame([r.summary_row() for r in results])
+    per_frame = pd.concat([r.frame_rows() for r in results], ignore_index=True)
+    return per_sequence, per_frame
+
+
+def label_tables(
+    per_sequence: pd.DataFrame, per_frame: pd.DataFrame, method: str, dataset: str, mode: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add the method/dataset/frames columns after the measures, in the published column order."""
+    per_sequence = per_sequence.assign(method=method, dataset=dataset, frames=mode)
+    per_frame = per_frame.assign(method=method, dataset=dataset, frames=mode)
+    return (
+        per_sequence[SEQUENCE_COLUMNS + LABEL_COLUMNS + ["n_frames"]],
+        per_frame[FRAME_COLUMNS + LABEL_COLUMNS],
+    )
+
+
+def frames_table_path(scores_path: Path) -> Path:
+    """The per-frame table beside a per-sequence table: scores.csv -> scores.frames.csv."""
+    scores_path = Path(scores_path)
+    return scores_path.with_name(f"{scores_path.stem}.frames.csv")
+
+
+def _numbered_pngs(folder: Path) -> dict[int, Path]:
+    """Frame index -> PNG path for files named by frame number; other names are an error."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: mask folder not found")
+    found = {}
+    for path in sorted(folder.glob("*.png")):
+        if not path.stem.isdigit():
+            raise InputError(f"{path}: mask files must be named by frame number (00000.png, 00001.png, ...)")
+        found[int(path.stem)] = path
+    return found
+
+
+def _sequence_length(gt_root: Path, sequence: str, annotated: dict[int, Path]) -> int:
+    """Frames in the sequence: its JPEGImages folder when present, else up to the last annotation."""
+    frames_dir = Path(gt_root) / "JPEGImages" / RESOLUTION / sequence
+    if frames_dir.is_dir():
+        return sum(1 for p in frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return max(annotated) + 1
+
+
+def _check_prediction_frames(pred_dir: Path, predicted: dict[int, Path], scored: list[int], length: int) -> None:
+    missing = [i for i in scored if i not in predicted]
+    if missing:
+        raise InputError(
+            f"{pred_dir / (frame_name(missing[0]) + '.png')}: prediction missing "
+            f"({len(missing)} scored frame(s) have no prediction)"
+        )
+    extra = [i for i in predicted if i >= length]
+    if extra:
+        raise InputError(
+            f"{predicted[extra[0]]}: extra prediction, the sequence has only {length} frames "
+            f"({len(extra)} extra file(s))"
+        )
+
+
+def _read_ground_truth(paths: list[Path]) -> np.ndarray:
+    masks = [read_mask(p) for p in paths]
+    for path, mask in zip(paths, masks):
+        if mask.shape != masks[0].shape:
+            raise InputError(
+                f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {paths[0].name} is "
+                f"{masks[0].shape[1]}x{masks[0].shape[0]}"
+            )
+    return np.stack(masks)
+
+
+def _read_prediction(path: Path, shape: tuple[int, ...], gt_path: Path) -> np.ndarray:
+    mask = read_mask(path)
+    if mask.shape != tuple(shape):
+        raise InputError(
+            f"{path}: prediction is {mask.shape[1]}x{mask.shape[0]} but ground truth {gt_path} is {shape[1]}x{shape[0]}"
+        )
+    return mask
