@@ -1,0 +1,83 @@
+"""`ShardDataset`: random access to the samples of a shard manifest, for PyTorch DataLoaders.
+
+HDF5 handles must not cross a fork, so handles (and the record of which shards were checksummed) are
+kept per process id: a DataLoader worker opens its own handles on first use, and verifies each shard's
+SHA-256 once before reading from it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+from torch.utils.data import Dataset
+
+from fusionseg.errors import InputError
+from fusionseg.shards.verify import check_checksum, check_contents, open_shard, read_manifest
+from fusionseg.shards.writer import sample_key
+
+Transform = Callable[[dict[str, Any]], Any]
+
+
+class ShardDataset(Dataset):
+    """Samples listed in `manifest_path`: dicts with image (flow RGB), mask, dataset, sequence, frame.
+
+    `ds[i]` returns {"image": uint8 (H, W, 3), "mask": uint8 (H, W) in {0, 1}, "dataset": str,
+    "sequence": str, "frame": int} plus "rgb" (uint8 (H, W, 3)) when `with_rgb`; `transform` is
+    applied to that dict last.
+    """
+
+    def __init__(self, manifest_path: str | os.PathLike, transform: Transform | None = None, with_rgb: bool = False):
+        self.manifest_path = Path(manifest_path)
+        self.table = read_manifest(self.manifest_path)
+        self.transform = transform
+        self.with_rgb = with_rgb
+        if with_rgb and not self.table["has_rgb"].astype(bool).all():
+            raise InputError(f"{self.manifest_path}: with_rgb asked for, but the shards were written without RGB")
+        self._shard_sizes = self.table.groupby("shard")["shard_samples"].first().to_dict()
+        self._shard_sha = self.table.groupby("shard")["shard_sha256"].first().to_dict()
+        self._rows = self.table[["shard", "position", "dataset", "sequence", "frame"]].to_dict("records")
+        self._handles: dict[int, dict[str, h5py.File]] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < len(self._rows):
+            raise IndexError(f"sample {index} out of range (dataset has {len(self._rows)})")
+        row = self._rows[index]
+        group = self._handle(row["shard"])[sample_key(int(row["position"]))]
+        sample: dict[str, Any] = {
+            "image": group["flow"][()],
+            "mask": group["mask"][()],
+            "dataset": row["dataset"],
+            "sequence": row["sequence"],
+            "frame": int(row["frame"]),
+        }
+        if self.with_rgb:
+            sample["rgb"] = group["rgb"][()]
+        return self.transform(sample) if self.transform is not None else sample
+
+    def __getstate__(self) -> dict:
+        # Open HDF5 handles cannot be pickled (spawned workers); each process opens its own.
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        return state
+
+    def close(self) -> None:
+        """Close the handles this process opened."""
+        for handle in self._handles.pop(os.getpid(), {}).values():
+            handle.close()
+
+    def _handle(self, shard_rel: str) -> h5py.File:
+        handles = self._handles.setdefault(os.getpid(), {})
+        if shard_rel not in handles:
+            shard = self.manifest_path.parent / shard_rel
+            check_checksum(shard, self._shard_sha[shard_rel])
+            handle = open_shard(shard)
+            check_contents(handle, shard, int(self._shard_sizes[shard_rel]))
+            handles[shard_rel] = handle
+        return handles[shard_rel]
+

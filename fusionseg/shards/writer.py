@@ -1,0 +1,158 @@
+"""Writing samples into HDF5 shards of a fixed size, each renamed into place only when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from fusionseg.io import atomic_file
+
+SHARD_FORMAT = "fusionseg-shard-1"
+COMPRESSIONS = ("lzf", "gzip", "none")
+MANIFEST_COLUMNS = [
+    "sample", "shard", "position", "dataset", "sequence", "frame", "height", "width",
+    "boxes", "model_sha256", "has_rgb", "shard_sha256", "shard_samples",
+]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training sample and where it came from."""
+
+    flow: np.ndarray
+    mask: np.ndarray
+    dataset: str
+    sequence: str
+    frame: int
+    boxes: list[tuple[int, int, int, int]]
+    model_sha256: str
+    rgb: np.ndarray | None = None
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+def sample_key(position: int) -> str:
+    return f"samples/{position:06d}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ShardWriter:
+    """Context manager that appends samples to `folder/shard-*.h5`, `shard_size` per shard.
+
+    A shard is written under a temporary name and renamed when it is full (or at the end), so a
+    failure leaves no file under a final shard name for the shard being written. `rows` holds the
+    manifest rows of the completed shards (shard paths relative to `folder`).
+    """
+
+    def __init__(self, folder: Path, shard_size: int, compression: str = "lzf") -> None:
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
+        self.folder = Path(folder)
+        self.shard_size = shard_size
+        self.compression = None if compression == "none" else compression
+        self.rows: list[dict] = []
+        self._pending: list[dict] = []
+        self._stack: contextlib.ExitStack | None = None
+        self._file: h5py.File | None = None
+        self._tmp_path: Path | None = None
+        self._shards = 0
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self._finish_shard()
+        else:
+            self._abandon_shard(exc_type, exc, tb)
+
+    def add(self, sample: Sample) -> None:
+        """Append one sample, starting a new shard when the current one is full."""
+        if self._file is None:
+            self._start_shard()
+        position = len(self._pending)
+        self._write_sample(self._file, position, sample)
+        self._pending.append(_provenance_row(sample, shard_name(self._shards), position))
+        if len(self._pending) == self.shard_size:
+            self._finish_shard()
+
+    def _start_shard(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._tmp_path = self._stack.enter_context(atomic_file(self.folder / shard_name(self._shards)))
+        self._file = h5py.File(self._tmp_path, "w")
+        self._file.attrs["format"] = SHARD_FORMAT
+        self._file.attrs["compression"] = self.compression or "none"
+
+    def _write_sample(self, handle: h5py.File, position: int, sample: Sample) -> None:
+        group = handle.create_group(sample_key(position))
+        arrays = {"flow": sample.flow, "mask": sample.mask.astype(np.uint8)}
+        if sample.rgb is not None:
+            arrays["rgb"] = sample.rgb
+        for name, array in arrays.items():
+            # One chunk per array, so a random read decompresses exactly one sample.
+            group.create_dataset(name, data=array, chunks=array.shape, compression=self.compression)
+        group.attrs.update(
+            dataset=sample.dataset, sequence=sample.sequence, frame=sample.frame,
+            boxes=json.dumps([list(map(int, b)) for b in sample.boxes]), model_sha256=sample.model_sha256,
+        )
+
+    def _finish_shard(self) -> None:
+        if self._file is None:
+            return
+        self._file.attrs["samples"] = len(self._pending)
+        self._file.close()
+        checksum = file_sha256(self._tmp_path)
+        self._stack.close()  # renames the temporary file onto the final shard name
+        for row in self._pending:
+            row.update(shard_sha256=checksum, shard_samples=len(self._pending))
+        self.rows.extend(self._pending)
+        self._reset()
+        self._shards += 1
+
+    def _abandon_shard(self, exc_type: type, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        self._stack.__exit__(exc_type, exc, tb)  # deletes the temporary file, renames nothing
+        self._reset()
+
+    def _reset(self) -> None:
+        self._file = self._stack = self._tmp_path = None
+        self._pending = []
+
+
+def write_manifest(rows: list[dict], path: Path, shard_prefix: str = "") -> pd.DataFrame:
+    """Write the manifest atomically; `shard_prefix` is the shards' folder relative to the manifest."""
+    table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    table["sample"] = np.arange(len(table))
+    table["shard"] = shard_prefix + table["shard"].astype(str)
+    with atomic_file(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def _provenance_row(sample: Sample, shard: str, position: int) -> dict:
+    height, width = sample.mask.shape
+    return {
+        "shard": shard, "position": position, "dataset": sample.dataset, "sequence": sample.sequence,
+        "frame": int(sample.frame), "height": height, "width": width,
+        "boxes": json.dumps([list(map(int, b)) for b in sample.boxes]),
+        "model_sha256": sample.model_sha256, "has_rgb": sample.rgb is not None,
+    }
