@@ -1,0 +1,39 @@
+"""FusionSeg workflow: raw video to benchmark scores, one rule per step of docs/architecture.md.
+
+    snakemake --cores 2                              # the whole DAG (config.yaml: synthetic, CPU-sized)
+    snakemake --cores 2 flow                         # one stage (frames, flow, appearance, bootstrap,
+                                                     # motion, fusion, baselines, masks, scores, report)
+    snakemake --profile profiles/slurm               # every rule as a SLURM job
+
+Rules are thin calls of `fusionseg <step>`; every setting that changes a result is a rule param, so
+changing it reruns that step and what depends on it, nothing upstream.
+"""
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "fusionseg/schema/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/frames.smk"
+include: "rules/flow.smk"
+include: "rules/appearance.smk"
+include: "rules/bootstrap.smk"
+include: "rules/motion.smk"
+include: "rules/fusion.smk"
+include: "rules/baselines.smk"
+include: "rules/masks.smk"
+include: "rules/scores.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        REPORT_HTML,

@@ -1,0 +1,54 @@
+"""Appearance stream: trained on annotated frames, then run on every frame that a later step reads."""
+
+APPEARANCE_MODEL = f"{OUT}/models/appearance.pt"
+APPEARANCE_TRAIN_PAIRS = sequences_of("appearance_train")
+
+
+rule train_appearance:
+    input:
+        frames=each(frames_dir, APPEARANCE_TRAIN_PAIRS),
+    output:
+        APPEARANCE_MODEL,
+    params:
+        training=as_json(config["appearance"]),
+    log:
+        f"{OUT}/logs/train_appearance.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_appearance/train_appearance.tsv"
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg train-appearance --frames {input.frames} --out {output} --params {params.training:q} "
+        "> {log} 2>&1"
+
+
+rule infer_appearance:
+    input:
+        model=APPEARANCE_MODEL,
+        frames=frames_dir("{dataset}", "{seq}"),
+    output:
+        probs_h5("appearance", "{dataset}", "{seq}"),
+    params:
+        batch_size=config["inference"]["batch_size"],
+        device=config["inference"]["device"],
+    log:
+        log_of("infer_appearance", "dataset", "seq"),
+    benchmark:
+        benchmark_of("infer_appearance", "dataset", "seq")
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg infer-appearance --model {input.model} --frames {input.frames} --out {output} "
+        "--batch-size {params.batch_size} --device {params.device} > {log} 2>&1"
+
+
+rule appearance:
+    input:
+        APPEARANCE_MODEL,
+        each(probs_h5, APPEARANCE_PROB_PAIRS, "appearance"),

@@ -1,0 +1,43 @@
+"""The paper's flow-only baselines: Flow-Th (flow magnitude threshold) and Flow-Sal (flow saliency)."""
+
+
+rule flow_th:
+    input:
+        flow_h5("{dataset}", "{seq}"),
+    output:
+        directory(masks_dir("flow-th", "{dataset}", "{seq}")),
+    log:
+        log_of("flow_th", "dataset", "seq"),
+    benchmark:
+        benchmark_of("flow_th", "dataset", "seq")
+    threads: 1
+    resources:
+        **LIGHT,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg flow-th --flow {input} --out {output} > {log} 2>&1"
+
+
+rule flow_sal:
+    input:
+        flow_rgb_dir("{dataset}", "{seq}"),
+    output:
+        directory(masks_dir("flow-sal", "{dataset}", "{seq}")),
+    log:
+        log_of("flow_sal", "dataset", "seq"),
+    benchmark:
+        benchmark_of("flow_sal", "dataset", "seq")
+    threads: 1
+    resources:
+        **LIGHT,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg flow-sal --flow-rgb {input} --out {output} > {log} 2>&1"
+
+
+rule baselines:
+    input:
+        each(masks_dir, BENCHMARK_PAIRS, "flow-th"),
+        each(masks_dir, BENCHMARK_PAIRS, "flow-sal"),

@@ -1,0 +1,171 @@
+"""Shared by every stage: the checked config, the sequences each step needs, paths and resources."""
+
+import json
+import os
+import re
+import shlex
+from pathlib import Path
+
+from fusionseg.config import ROLES, check_config, role_sequences
+
+# Schema defaults filled in and roles checked (datasets declared, no unintended overlap) before any job.
+config.update(check_config(config, source="config"))
+
+OUT = config["out_dir"].rstrip("/")
+RES = config["resources"]
+METHODS = ("appearance", "motion", "joint", "flow-th", "flow-sal")
+
+# Rules run `python -m fusionseg`: conda environments (--sdm conda) carry the dependencies and the
+# package comes from this checkout, so a job runs its own workflow's code even where it is not installed.
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+CONDA_ENV = str(Path(workflow.basedir) / "envs" / f"fusionseg-{'cuda' if RES['gpu'] else 'cpu'}.yaml")
+
+
+wildcard_constraints:
+    dataset=r"[^/]+",
+    seq=r"[^/]+",
+
+
+def sequences_of(*roles: str) -> list[tuple[str, str]]:
+    """The (dataset, sequence) pairs of the given roles, without repeats, in config order."""
+    pairs = {}
+    for role in roles:
+        pairs.update(dict.fromkeys(role_sequences(config, role)))
+    return list(pairs)
+
+
+MOTION_FROM_ANNOTATED = "annotated" in config["motion_sources"]
+FRAME_PAIRS = sequences_of(*ROLES)
+FLOW_PAIRS = sequences_of(
+    "weak_video", "fusion_train", "benchmark", *(["appearance_train"] if MOTION_FROM_ANNOTATED else [])
+)
+APPEARANCE_PROB_PAIRS = sequences_of("weak_video", "fusion_train", "benchmark")
+MOTION_PROB_PAIRS = sequences_of("fusion_train", "benchmark")
+BENCHMARK_PAIRS = sequences_of("benchmark")
+BENCHMARK_DATASETS = list(dict.fromkeys(dataset for dataset, _ in BENCHMARK_PAIRS))
+
+
+def frames_dir(dataset: str, seq: str) -> str:
+    return f"{OUT}/frames/{dataset}/JPEGImages/480p/{seq}"
+
+
+def flow_h5(dataset: str, seq: str) -> str:
+    return f"{OUT}/flow/{dataset}/{seq}.h5"
+
+
+def flow_rgb_dir(dataset: str, seq: str) -> str:
+    return f"{OUT}/flow_rgb/{dataset}/{seq}"
+
+
+def probs_h5(stream: str, dataset: str, seq: str) -> str:
+    return f"{OUT}/probs/{stream}/{dataset}/{seq}.h5"
+
+
+def masks_dir(method: str, dataset: str, seq: str) -> str:
+    return f"{OUT}/results/masks/{method}/{dataset}/{seq}"
+
+
+def scores_csv(method: str, dataset: str) -> str:
+    return f"{OUT}/results/scores/{method}/{dataset}.csv"
+
+
+def each(path_of, pairs: list[tuple[str, str]], *prefix: str) -> list[str]:
+    """`path_of(*prefix, dataset, seq)` for every pair."""
+    return [path_of(*prefix, dataset, seq) for dataset, seq in pairs]
+
+
+def log_of(rule_name: str, *wildcards: str) -> str:
+    return os.path.join(OUT, "logs", rule_name, *[f"{{{w}}}" for w in wildcards]) + ".log"
+
+
+def benchmark_of(rule_name: str, *wildcards: str) -> str:
+    return os.path.join(OUT, "benchmarks", rule_name, *[f"{{{w}}}" for w in wildcards]) + ".tsv"
+
+
+def as_json(section: dict) -> str:
+    """A config section as canonical JSON: equal settings give equal params (no spurious reruns)."""
+    return json.dumps(section, sort_keys=True, separators=(",", ":"))
+
+
+def name_pattern(names: list[str]) -> str:
+    """A wildcard regex matching exactly these names (or nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def job_resources(gpu: bool = False) -> dict:
+    """What a job asks the scheduler for; GPU steps ask for config resources.gpu GPUs (0: none)."""
+    on_gpu = gpu and RES["gpu"] > 0
+    resources = {"mem_mb": RES["gpu_mem_mb"] if on_gpu else RES["mem_mb"], "runtime": RES["runtime"]}
+    if on_gpu:
+        resources["gpu"] = RES["gpu"]
+    partition = (RES.get("gpu_partition") if on_gpu else None) or RES.get("slurm_partition")
+    if partition:
+        resources["slurm_partition"] = partition
+    return resources
+
+
+HEAVY = job_resources(gpu=True)
+LIGHT = job_resources()
+
+
+def frame_outputs() -> dict:
+    """The per-sequence pieces of a DAVIS-layout root that one frames job writes."""
+    root = f"{OUT}/frames/{{dataset}}"
+    return {
+        "frames": directory(f"{root}/JPEGImages/480p/{{seq}}"),
+        "masks": directory(f"{root}/Annotations/480p/{{seq}}"),
+        "boxes": f"{root}/Boxes/{{seq}}.csv",
+        "table": f"{root}/Tables/{{seq}}.csv",
+    }
+
+
+def synth_flags(wildcards) -> str:
+    spec = config["datasets"][wildcards.dataset]["synthetic"]
+    return (
+        f"--frames {spec['frames']} --height {spec['height']} --width {spec['width']} "
+        f"--max-objects {spec['max_objects']} --seed {spec['seed']}"
+    )
+
+
+def extract_flags(wildcards) -> str:
+    """extract-frames options of a dataset; every one changes the frames, so all are params."""
+    dataset = config["datasets"][wildcards.dataset]
+    flags = [f"--layout {dataset['layout']}", f"--mask-threshold {dataset['mask_threshold']}"]
+    for key, flag in (("max_side", "--max-side"), ("max_frames", "--max-frames")):
+        if dataset.get(key) is not None:
+            flags.append(f"{flag} {dataset[key]}")
+    if not dataset["merge_objects"]:
+        flags.append("--no-merge-objects")
+    if dataset["boxes_from_masks"]:
+        flags.append("--boxes-from-masks")
+    return " ".join(flags)
+
+
+def flow_rgb_flags() -> str:
+    section = config["flow_rgb"]
+    flags = f"--normalization {section['normalization']}"
+    if section.get("max_flow") is not None:
+        flags += f" --max-flow {section['max_flow']}"
+    return flags
+
+
+def layout_root(wildcards, output) -> str:
+    """The DAVIS-layout root of a frames job, from its own Tables/<seq>.csv output."""
+    return str(Path(output.table).parents[1])
+
+
+def manifest_flag(wildcards, input) -> str:
+    return " ".join(f"--manifest {manifest}" for manifest in input.manifest)
+
+
+def annotated_flags(wildcards, input) -> str:
+    """One `--annotated FRAMES FLOW_RGB` per annotated sequence the motion stream also trains on."""
+    return " ".join(f"--annotated {f} {r}" for f, r in zip(input.frames, input.flow_rgb))
+
+
+def parent_dir(paths) -> str:
+    return str(Path(paths[0]).parent)
+
+
+def benchmark_sequences(dataset: str) -> list[str]:
+    return [seq for d, seq in BENCHMARK_PAIRS if d == dataset]

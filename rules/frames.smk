@@ -1,0 +1,54 @@
+"""Frames: every sequence of every role as a DAVIS-layout folder (synthetic clips or extracted)."""
+
+SYNTHETIC_DATASETS = [n for n, d in config["datasets"].items() if d["layout"] == "synthetic"]
+EXTRACTED_DATASETS = [n for n in config["datasets"] if n not in SYNTHETIC_DATASETS]
+
+
+rule synth_frames:
+    output:
+        **frame_outputs(),
+        flow_gt=directory(f"{OUT}/frames/{{dataset}}/Flow/{{seq}}"),
+    wildcard_constraints:
+        dataset=name_pattern(SYNTHETIC_DATASETS),
+    params:
+        root=layout_root,
+        flags=synth_flags,
+    log:
+        log_of("synth_frames", "dataset", "seq"),
+    benchmark:
+        benchmark_of("synth_frames", "dataset", "seq")
+    threads: 1
+    resources:
+        **LIGHT,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg synth --out {params.root} --sequence {wildcards.seq} {params.flags} > {log} 2>&1"
+
+
+rule extract_frames:
+    output:
+        **frame_outputs(),
+    wildcard_constraints:
+        dataset=name_pattern(EXTRACTED_DATASETS),
+    params:
+        source=lambda wildcards: config["datasets"][wildcards.dataset]["root"],
+        root=layout_root,
+        flags=extract_flags,
+    log:
+        log_of("extract_frames", "dataset", "seq"),
+    benchmark:
+        benchmark_of("extract_frames", "dataset", "seq")
+    threads: 1
+    resources:
+        **LIGHT,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg extract-frames {params.source:q} --sequence {wildcards.seq} --out {params.root} "
+        "{params.flags} > {log} 2>&1"
+
+
+rule frames:
+    input:
+        each(frames_dir, FRAME_PAIRS),

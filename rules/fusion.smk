@@ -1,0 +1,54 @@
+"""Fusion: the 24-parameter layer trained on held-out annotated video, then the joint prediction."""
+
+FUSION_MODEL = f"{OUT}/models/fusion.pt"
+FUSION_TRAIN_PAIRS = sequences_of("fusion_train")
+
+
+rule train_fusion:
+    input:
+        frames=each(frames_dir, FUSION_TRAIN_PAIRS),
+        appearance=each(probs_h5, FUSION_TRAIN_PAIRS, "appearance"),
+        motion=each(probs_h5, FUSION_TRAIN_PAIRS, "motion"),
+    output:
+        FUSION_MODEL,
+    params:
+        training=as_json(config["fusion"]),
+    log:
+        f"{OUT}/logs/train_fusion.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_fusion/train_fusion.tsv"
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg train-fusion --frames {input.frames} --appearance-probs {input.appearance} "
+        "--motion-probs {input.motion} --out {output} --params {params.training:q} > {log} 2>&1"
+
+
+rule infer_joint:
+    input:
+        model=FUSION_MODEL,
+        appearance=probs_h5("appearance", "{dataset}", "{seq}"),
+        motion=probs_h5("motion", "{dataset}", "{seq}"),
+    output:
+        probs_h5("joint", "{dataset}", "{seq}"),
+    log:
+        log_of("infer_joint", "dataset", "seq"),
+    benchmark:
+        benchmark_of("infer_joint", "dataset", "seq")
+    threads: 1
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg infer-joint --model {input.model} --appearance-probs {input.appearance} "
+        "--motion-probs {input.motion} --out {output} > {log} 2>&1"
+
+
+rule fusion:
+    input:
+        FUSION_MODEL,
+        each(probs_h5, BENCHMARK_PAIRS, "joint"),

@@ -1,0 +1,30 @@
+"""Binary masks (DAVIS PNGs) from each stream's probabilities: Ours-A, Ours-M and the fused model."""
+
+STREAMS = ("appearance", "motion", "joint")
+
+
+rule threshold_masks:
+    input:
+        probs_h5("{stream}", "{dataset}", "{seq}"),
+    output:
+        directory(masks_dir("{stream}", "{dataset}", "{seq}")),
+    wildcard_constraints:
+        stream=name_pattern(list(STREAMS)),
+    params:
+        threshold=config["inference"]["threshold"],
+    log:
+        log_of("threshold_masks", "stream", "dataset", "seq"),
+    benchmark:
+        benchmark_of("threshold_masks", "stream", "dataset", "seq")
+    threads: 1
+    resources:
+        **LIGHT,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg masks --probs {input} --out {output} --threshold {params.threshold} > {log} 2>&1"
+
+
+rule masks:
+    input:
+        [each(masks_dir, BENCHMARK_PAIRS, stream) for stream in STREAMS],

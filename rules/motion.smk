@@ -1,0 +1,60 @@
+"""Motion stream: trained on the bootstrapped pseudo labels (and, if configured, annotated video)."""
+
+MOTION_MODEL = f"{OUT}/models/motion.pt"
+ANNOTATED_MOTION_PAIRS = sequences_of("appearance_train") if MOTION_FROM_ANNOTATED else []
+USE_SHARDS = "shards" in config["motion_sources"]
+
+
+rule train_motion:
+    input:
+        shards=[rules.bootstrap.output.shards] if USE_SHARDS else [],
+        manifest=[rules.bootstrap.output.manifest] if USE_SHARDS else [],
+        frames=each(frames_dir, ANNOTATED_MOTION_PAIRS),
+        flow_rgb=each(flow_rgb_dir, ANNOTATED_MOTION_PAIRS),
+    output:
+        MOTION_MODEL,
+    params:
+        manifest=manifest_flag,
+        annotated=annotated_flags,
+        training=as_json(config["motion"]),
+    log:
+        f"{OUT}/logs/train_motion.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_motion/train_motion.tsv"
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg train-motion {params.manifest} {params.annotated} --out {output} "
+        "--params {params.training:q} > {log} 2>&1"
+
+
+rule infer_motion:
+    input:
+        model=MOTION_MODEL,
+        flow_rgb=flow_rgb_dir("{dataset}", "{seq}"),
+    output:
+        probs_h5("motion", "{dataset}", "{seq}"),
+    params:
+        batch_size=config["inference"]["batch_size"],
+        device=config["inference"]["device"],
+    log:
+        log_of("infer_motion", "dataset", "seq"),
+    benchmark:
+        benchmark_of("infer_motion", "dataset", "seq")
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m fusionseg infer-motion --model {input.model} --flow-rgb {input.flow_rgb} --out {output} "
+        "--batch-size {params.batch_size} --device {params.device} > {log} 2>&1"
+
+
+rule motion:
+    input:
+        MOTION_MODEL,
+        each(probs_h5, MOTION_PROB_PAIRS, "motion"),
