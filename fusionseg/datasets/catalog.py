@@ -1,0 +1,117 @@
+"""Cheap sequence listing for every dataset layout (folder and file names only, nothing decoded).
+
+The config checks and the Snakefile call `list_sequences` at parse time, so it must stay fast even on
+full-size datasets: it lists directories and never opens an image or a video.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fusionseg.errors import ConfigError, InputError
+
+LAYOUTS = ("davis", "segtrackv2", "youtube-objects", "imagenet-vid", "video", "synthetic")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders 'f2' before 'f10' (SegTrack and YouTube-Objects frame names are arbitrary)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def synthetic_names(count: int) -> list[str]:
+    return [f"clip{i:03d}" for i in range(count)]
+
+
+def list_sequences(name: str, dataset: dict) -> list[str]:
+    """Sequence names of the declared dataset `name` (a config `datasets.<name>` entry, defaults filled).
+
+    Honours the entry's `image_set` (DAVIS) and `sequences` (a restriction; naming a sequence the
+    dataset lacks is an error).
+    """
+    layout = dataset["layout"]
+    if layout == "synthetic":
+        available = synthetic_names(dataset.get("synthetic", {}).get("sequences", 8))
+    else:
+        available = _list_on_disk(name, layout, dataset)
+    wanted = dataset.get("sequences")
+    if not wanted:
+        return available
+    missing = [s for s in wanted if s not in available]
+    if missing:
+        raise ConfigError(
+            f"datasets.{name}.sequences: {', '.join(missing)} not found in {dataset.get('root')} "
+            f"(it has {len(available)} sequence(s))"
+        )
+    return list(wanted)
+
+
+def _list_on_disk(name: str, layout: str, dataset: dict) -> list[str]:
+    if not dataset.get("root"):
+        raise ConfigError(f"datasets.{name}.root: required for layout '{layout}'")
+    root = Path(dataset["root"])
+    if not root.exists():
+        raise InputError(f"{root}: dataset root of '{name}' does not exist")
+    if layout == "davis":
+        names = _davis_names(root, dataset.get("resolution", "480p"), dataset.get("image_set"))
+    elif layout == "imagenet-vid":
+        names = sorted(p.name for p in imagenet_vid_sequence_dirs(root).values())
+    elif layout == "video":
+        names = sorted(p.stem for p in video_files(root))
+    else:
+        names = _subfolders(root / "JPEGImages")
+    if not names:
+        raise InputError(f"{root}: dataset '{name}' has no sequences (empty folder)")
+    return names
+
+
+def _subfolders(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        raise InputError(f"{folder}: folder not found")
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _davis_names(root: Path, resolution: str, image_set: str | None) -> list[str]:
+    if not image_set:
+        return _subfolders(root / "JPEGImages" / resolution)
+    path = Path(image_set) if Path(image_set).is_absolute() else root / "ImageSets" / image_set
+    if not path.is_file():
+        raise InputError(f"{path}: DAVIS image set file not found")
+    return _parse_image_set(path)
+
+
+def _parse_image_set(path: Path) -> list[str]:
+    """DAVIS-2017 sets list one name per line; DAVIS-2016 lists '/JPEGImages/480p/<seq>/00000.jpg ...'."""
+    names: list[str] = []
+    for line in path.read_text().splitlines():
+        first = line.split()[0] if line.split() else ""
+        name = Path(first).parent.name if "/" in first else first
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def imagenet_vid_sequence_dirs(root: Path) -> dict[str, Path]:
+    """Sequence name -> frame folder: every leaf folder below <root>/Data/VID (splits may nest)."""
+    base = root / "Data" / "VID"
+    if not base.is_dir():
+        raise InputError(f"{base}: not an ImageNet-VID root (no Data/VID folder)")
+    found: dict[str, Path] = {}
+    pending = [base]
+    while pending:
+        folder = pending.pop()
+        subdirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if not subdirs and folder != base:
+            if folder.name in found:
+                raise InputError(f"{folder}: sequence name also used by {found[folder.name]}")
+            found[folder.name] = folder
+        pending.extend(subdirs)
+    return found
+
+
+def video_files(root: Path) -> list[Path]:
+    """The video files of a `video` dataset: `root` itself when it is a file, else those inside it."""
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)

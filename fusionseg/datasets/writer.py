@@ -1,0 +1,170 @@
+"""Write a `RawSequence` in the DAVIS layout, atomically per sequence.
+
+Everything for one sequence (frames, masks, boxes, frame table, and flow for synthetic clips) is
+written into a hidden staging folder under the output root and moved into place only when complete,
+frames last (the frame folder is what later steps take as their input), so an error never leaves a
+partial sequence under the final names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from fusionseg.datasets.layout import BOX_COLUMNS, TABLE_COLUMNS, Sequence, frame_name
+from fusionseg.datasets.raw import RawSequence
+from fusionseg.errors import InputError
+from fusionseg.io import write_image
+
+JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How a source is mapped: size and length limits, and what to do with object ids."""
+
+    max_side: int | None = None
+    max_frames: int | None = None
+    merge_objects: bool = True
+    boxes_from_masks: bool = False
+
+
+def write_sequence(raw: RawSequence, out_root: str | Path, options: ExtractOptions = ExtractOptions()) -> Sequence:
+    """Decode, check, resize and write one sequence; returns the written `Sequence`."""
+    with staged_sequence(out_root, raw.name) as staged:
+        table, labels, scale = _write_frames_and_masks(raw, staged, options)
+        if options.boxes_from_masks:
+            boxes = boxes_from_labels(labels)
+        else:
+            boxes = _scaled_boxes(raw.boxes, table, scale)
+        write_tables(staged, table, boxes)
+    return Sequence(out_root, raw.name)
+
+
+@contextlib.contextmanager
+def staged_sequence(out_root: str | Path, name: str) -> Iterator[Sequence]:
+    """Yield a `Sequence` in a staging folder; on success move its parts to `out_root`, frames last."""
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_root))
+    try:
+        staged = Sequence(stage, name)
+        staged.masks_dir.mkdir(parents=True)
+        yield staged
+        final = Sequence(out_root, name)
+        for attribute in ("masks_dir", "flow_dir", "boxes_path", "table_path", "frames_dir"):
+            _replace(getattr(staged, attribute), getattr(final, attribute))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_tables(sequence: Sequence, table: pd.DataFrame, boxes: pd.DataFrame) -> None:
+    """The frame table and the boxes csv (always written, possibly without rows)."""
+    sequence.table_path.parent.mkdir(parents=True, exist_ok=True)
+    sequence.boxes_path.parent.mkdir(parents=True, exist_ok=True)
+    table[TABLE_COLUMNS].to_csv(sequence.table_path, index=False)
+    boxes[BOX_COLUMNS].astype(int).to_csv(sequence.boxes_path, index=False)
+
+
+def boxes_from_labels(labels: dict[int, np.ndarray]) -> pd.DataFrame:
+    """One box per object id per frame (a merged mask is one id); empty masks give no box."""
+    rows = []
+    for frame in sorted(labels):
+        for object_id in np.unique(labels[frame]):
+            if object_id:
+                rows.append([frame, *mask_box(labels[frame] == object_id)])
+    return pd.DataFrame(rows, columns=BOX_COLUMNS).astype(int)
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Tight box (x0, y0, x1, y1) of a non-empty bool mask, x1 and y1 exclusive."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
+
+
+def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) after shrinking so the longer side is at most `max_side` (never enlarged)."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _write_frames_and_masks(
+    raw: RawSequence, staged: Sequence, options: ExtractOptions
+) -> tuple[pd.DataFrame, dict[int, np.ndarray], tuple[float, float]]:
+    """Frames (JPEG) and masks (PNG) into the staging folder; the frame table, labels and resize scale."""
+    staged.frames_dir.mkdir(parents=True)
+    rows, labels, first_size = [], {}, None
+    for index, (source, frame) in enumerate(tqdm(raw.frames(), desc=f"extract {raw.name}", unit="frame", leave=False)):
+        if options.max_frames and index >= options.max_frames:
+            break
+        size = (frame.shape[1], frame.shape[0])
+        first_size = first_size or size
+        if size != first_size:
+            raise InputError(f"{source}: frame is {size[0]}x{size[1]}, but the sequence's first frame is {first_size[0]}x{first_size[1]}")
+        out_size = target_size(*size, options.max_side)
+        write_image(staged.frames_dir / f"{frame_name(index)}.jpg", _resize(frame, out_size, cv2.INTER_AREA), JPEG_QUALITY)
+        if index in raw.masks:
+            labels[index] = _write_mask(raw, index, size, out_size, staged, options.merge_objects)
+        rows.append([index, source, *out_size, index in raw.masks])
+    if len(rows) < 2:
+        raise InputError(f"{raw.name}: a sequence needs at least 2 frames, the source has {len(rows)}")
+    scale = (out_size[0] / first_size[0], out_size[1] / first_size[1])
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS), labels, scale
+
+
+def _write_mask(raw: RawSequence, index: int, size: tuple[int, int], out_size: tuple[int, int], staged: Sequence, merge: bool) -> np.ndarray:
+    """Check the mask against its frame, resize it (nearest) and write it; returns the labels written."""
+    source = raw.masks[index]
+    labels = source.read()
+    if (labels.shape[1], labels.shape[0]) != size:
+        raise InputError(f"{source.describe()}: mask is {labels.shape[1]}x{labels.shape[0]} but its frame is {size[0]}x{size[1]}")
+    labels = _resize(labels, out_size, cv2.INTER_NEAREST)
+    # Merged masks are DAVIS-2016 style 0/255; unmerged ones keep the object ids as grey values.
+    written = np.where(labels > 0, 255, 0).astype(np.uint8) if merge else labels
+    ok, buffer = cv2.imencode(".png", written)
+    if not ok:
+        raise InputError(f"{source.describe()}: could not encode the mask")
+    buffer.tofile(staged.masks_dir / f"{frame_name(index)}.png")
+    return np.where(labels > 0, 1, 0).astype(np.uint8) if merge else labels
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def _scaled_boxes(boxes: pd.DataFrame, table: pd.DataFrame, scale: tuple[float, float]) -> pd.DataFrame:
+    """Source boxes of the kept frames, scaled like the frames and clipped to them (rounded outwards)."""
+    boxes = boxes[boxes["frame"] < len(table)]
+    width, height = int(table["width"].iloc[0]), int(table["height"].iloc[0])
+    scaled = pd.DataFrame({
+        "frame": boxes["frame"],
+        "x0": np.clip(np.floor(boxes["x0"] * scale[0]), 0, width),
+        "y0": np.clip(np.floor(boxes["y0"] * scale[1]), 0, height),
+        "x1": np.clip(np.ceil(boxes["x1"] * scale[0]), 0, width),
+        "y1": np.clip(np.ceil(boxes["y1"] * scale[1]), 0, height),
+    })
+    return scaled[(scaled["x1"] > scaled["x0"]) & (scaled["y1"] > scaled["y0"])].astype(int)
+
+
+def _replace(staged: Path, final: Path) -> None:
+    if not staged.exists():
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.is_dir():
+        shutil.rmtree(final)
+    os.replace(staged, final)
