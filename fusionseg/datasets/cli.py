@@ -1,0 +1,78 @@
+"""Subcommands of the datasets stage: `extract-frames` (any source -> DAVIS layout) and `synth`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from fusionseg.datasets.catalog import LAYOUTS
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_extract(subparsers)
+    _register_synth(subparsers)
+
+
+def _register_extract(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract-frames",
+        help="map one sequence of a dataset (or a video file) onto the DAVIS layout",
+        description="Write JPEGImages/480p/SEQ, Annotations/480p/SEQ, Boxes/SEQ.csv and Tables/SEQ.csv under --out.",
+    )
+    parser.add_argument("source", help="dataset root, or a video file (or folder of videos) for layout video")
+    parser.add_argument("--layout", required=True, choices=[name for name in LAYOUTS if name != "synthetic"])
+    parser.add_argument("--sequence", help="sequence name (for layout video: the file stem, the default)")
+    parser.add_argument("--out", required=True, help="output DAVIS-layout root")
+    parser.add_argument("--max-side", type=int, help="shrink frames so the longer side is at most this")
+    parser.add_argument("--max-frames", type=int, help="keep only the first N frames")
+    parser.add_argument("--mask-threshold", type=int, default=0, help="mask value > T is foreground (127: resampled SegTrack-v2)")
+    parser.add_argument("--no-merge-objects", dest="merge_objects", action="store_false",
+                        help="keep object ids as the mask PNG's grey values instead of 0/255")
+    parser.add_argument("--boxes-from-masks", action="store_true", help="derive per-frame boxes from the masks")
+    parser.add_argument("--resolution", default="480p", help="DAVIS resolution folder to read (output is always 480p)")
+    parser.set_defaults(handler=_extract)
+
+
+def _register_synth(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "synth",
+        help="render one synthetic clip with exact masks, boxes and flow",
+        description="Write a synthetic clip in the DAVIS layout, with ground-truth forward flow in Flow/SEQ/*.flo.",
+    )
+    parser.add_argument("--out", required=True, help="output DAVIS-layout root")
+    parser.add_argument("--sequence", required=True, help="clip name; with --seed it fixes the clip's content")
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--height", type=int, default=96)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--max-objects", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_synth)
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from fusionseg.datasets.readers import open_source
+    from fusionseg.datasets.writer import ExtractOptions, write_sequence
+    from fusionseg.errors import InputError
+
+    if args.max_side is not None and args.max_side < 16:
+        raise InputError(f"--max-side {args.max_side}: must be at least 16")
+    if args.max_frames is not None and args.max_frames < 2:
+        raise InputError(f"--max-frames {args.max_frames}: must be at least 2")
+    raw = open_source(args.layout, args.source, args.sequence, args.resolution, args.mask_threshold)
+    options = ExtractOptions(args.max_side, args.max_frames, args.merge_objects, args.boxes_from_masks)
+    sequence = write_sequence(raw, args.out, options)
+    log.info("%s: %d frames -> %s", raw.name, len(sequence.table()), sequence.frames_dir)
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from fusionseg.datasets.synthetic import SynthParams, write_clip
+    from fusionseg.errors import InputError
+
+    if args.frames < 2 or args.height < 32 or args.width < 32 or args.max_objects < 1:
+        raise InputError("synth: needs --frames >= 2, --height and --width >= 32, --max-objects >= 1")
+    params = SynthParams(args.frames, args.height, args.width, args.max_objects, args.seed)
+    sequence = write_clip(Path(args.out), args.sequence, params)
+    log.info("%s: %d synthetic frames -> %s", args.sequence, args.frames, sequence.frames_dir)
