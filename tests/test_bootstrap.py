@@ -195,3 +195,13 @@ def test_quality_file_exists_without_ground_truth(tmp_path):
     run_bootstrap([inputs], tmp_path / "pseudo", params())
     quality = pd.read_csv(tmp_path / "pseudo" / "quality.csv")
     assert quality.empty and "j_kept" in quality.columns
+
+
+def test_run_that_keeps_nothing_writes_empty_but_valid_outputs(tmp_path):
+    inputs = write_sequence(tmp_path, "alpha")
+    out = tmp_path / "pseudo"
+    run_bootstrap([inputs], out, params(min_flow_contrast=10_000))
+    assert list((out / "shards").iterdir()) == []
+    assert len(ShardDataset(out / "manifest.csv")) == 0
+    assert verify_manifest(out / "manifest.csv").empty
+    assert pd.read_csv(out / "funnel.csv").set_index("sequence").loc["total", "kept"] == 0
