@@ -1,0 +1,168 @@
+"""Scoring speed and exactness: fusionseg's scorer vs a frame-by-frame NumPy + OpenCV reference.
+
+Builds 20 DAVIS sequences (854x480, ~960 frames) from the 6 real DAVIS-2016 sequences in
+../shared/data/davis2016, with the official example predictions (osvos, rvos) shifted by a few pixels
+so that every copy scores differently; then scores them
+- end to end (reading the PNGs and scoring): `fusionseg.metrics.scoring.score_root` with 1 and 2
+  threads, and the reference reading and scoring frame by frame;
+- compute only (masks already in memory): `frame_scores` vs the reference functions;
+checks that both give identical per-frame and per-sequence numbers, and writes
+benchmarks/results/score.{csv,md}. Run: python benchmarks/score.py
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fusionseg.io import read_mask, write_mask
+from fusionseg.metrics.measures import frame_scores, sequence_statistics
+from fusionseg.metrics.reference import reference_boundary_f, reference_jaccard, reference_statistics
+from fusionseg.metrics.scoring import score_root
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+N_SEQUENCES = 20
+SHIFTS = [(0, 0), (3, -2), (-4, 5), (6, 1)]
+
+
+def build_benchmark(workdir: Path) -> tuple[Path, Path]:
+    """20 sequences: real ground truth, real predictions shifted by a few pixels per copy."""
+    gt_root, pred_root = workdir / "gt", workdir / "pred"
+    base = sorted(p.name for p in (DATA / "davis2016" / "Annotations" / "480p").iterdir())
+    for k in range(N_SEQUENCES):
+        source = base[k % len(base)]
+        method = ("osvos", "rvos")[(k // len(base)) % 2]
+        dy, dx = SHIFTS[k // len(base)]
+        name = f"{source}-{k:02d}"
+        gt_dir = DATA / "davis2016" / "Annotations" / "480p" / source
+        (gt_root / "Annotations" / "480p").mkdir(parents=True, exist_ok=True)
+        (gt_root / "Annotations" / "480p" / name).symlink_to(gt_dir)
+        for path in sorted((DATA / "davis2017_predictions" / method / source).glob("*.png")):
+            write_mask(pred_root / name / path.name, shifted(read_mask(path), dy, dx))
+    return gt_root, pred_root
+
+
+def shifted(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The mask moved by (dy, dx) pixels; what leaves the frame is dropped, what enters is background."""
+    out = np.zeros_like(mask)
+    height, width = mask.shape
+    out[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = mask[
+        max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)
+    ]
+    return out
+
+
+def reference_score_root(pred_root: Path, gt_root: Path) -> pd.DataFrame:
+    """The straightforward way: every frame read and scored one after the other, inner frames."""
+    rows = []
+    for gt_dir in sorted((gt_root / "Annotations" / "480p").iterdir()):
+        gt_paths = sorted(gt_dir.glob("*.png"))[1:-1]
+        j_values, f_values = [], []
+        for gt_path in gt_paths:
+            gt = read_mask(gt_path)
+            pred = read_mask(pred_root / gt_dir.name / gt_path.name)
+            j_values.append(reference_jaccard(pred, gt))
+            f_values.append(reference_boundary_f(pred, gt))
+        rows.append(_row(gt_dir.name, j_values, f_values))
+    return pd.DataFrame(rows)
+
+
+def _row(sequence: str, j_values: list[float], f_values: list[float]) -> dict:
+    j_mean, j_recall, j_decay = reference_statistics(j_values)
+    f_mean, f_recall, f_decay = reference_statistics(f_values)
+    return dict(sequence=sequence, J_mean=j_mean, J_recall=j_recall, J_decay=j_decay,
+                F_mean=f_mean, F_recall=f_recall, F_decay=f_decay, n_frames=len(j_values))
+
+
+def load_all(pred_root: Path, gt_root: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    pairs = []
+    for gt_dir in sorted((gt_root / "Annotations" / "480p").iterdir()):
+        gt_paths = sorted(gt_dir.glob("*.png"))[1:-1]
+        gts = np.stack([read_mask(p) for p in gt_paths])
+        preds = np.stack([read_mask(pred_root / gt_dir.name / p.name) for p in gt_paths])
+        pairs.append((preds, gts))
+    return pairs
+
+
+def timed(function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
+
+
+def compute_only(pairs):
+    fast, fast_s = timed(lambda: [frame_scores(p, g) for p, g in pairs])
+    slow, slow_s = timed(
+        lambda: [([reference_jaccard(a, b) for a, b in zip(p, g)], [reference_boundary_f(a, b) for a, b in zip(p, g)])
+                 for p, g in pairs]
+    )
+    identical = all(
+        np.array_equal(fj, sj) and np.array_equal(ff, sf) for (fj, ff), (sj, sf) in zip(fast, slow)
+    )
+    stats_identical = all(
+        sequence_statistics(fj) == reference_statistics(list(sj)) for (fj, _), (sj, _) in zip(fast, slow)
+    )
+    return fast_s, slow_s, identical and stats_identical
+
+
+def main() -> None:
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as workdir:
+        gt_root, pred_root = build_benchmark(Path(workdir))
+        reference, reference_s = timed(reference_score_root, pred_root, gt_root)
+        (ours_1, _), ours_1_s = timed(score_root, pred_root, gt_root, None, "inner", 1)
+        (ours_2, _), ours_2_s = timed(score_root, pred_root, gt_root, None, "inner", 2)
+        columns = list(reference.columns)
+        identical_e2e = ours_1[columns].equals(reference[columns]) and ours_2[columns].equals(reference[columns])
+        pairs = load_all(pred_root, gt_root)
+        fast_s, slow_s, identical_compute = compute_only(pairs)
+    n_frames = int(reference["n_frames"].sum())
+    load_after = os.getloadavg()
+    rows = [
+        ("end to end (read + score)", "reference, frame by frame", reference_s, 1.0, identical_e2e),
+        ("end to end (read + score)", "fusionseg score, 1 thread", ours_1_s, ours_1_s / reference_s, identical_e2e),
+        ("end to end (read + score)", "fusionseg score, 2 threads", ours_2_s, ours_2_s / reference_s, identical_e2e),
+        ("compute only (masks in memory)", "reference, frame by frame", slow_s, 1.0, identical_compute),
+        ("compute only (masks in memory)", "fusionseg frame_scores", fast_s, fast_s / slow_s, identical_compute),
+    ]
+    table = pd.DataFrame(rows, columns=["task", "implementation", "seconds", "ratio_to_reference", "identical"])
+    table.insert(2, "sequences", N_SEQUENCES)
+    table.insert(3, "frames", n_frames)
+    table["load_avg_1min_before"] = round(load_before[0], 2)
+    table["load_avg_1min_after"] = round(load_after[0], 2)
+    write_results(table, load_before, load_after)
+    print(table.to_string(index=False))
+
+
+def write_results(table: pd.DataFrame, load_before, load_after) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    table.to_csv(RESULTS / "score.csv", index=False)
+    shown = table[["task", "implementation", "sequences", "frames", "seconds", "ratio_to_reference", "identical"]]
+    lines = [
+        "# Scoring: fusionseg vs a frame-by-frame NumPy + OpenCV reference",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, shared with other jobs: 1-minute load "
+        f"average {load_before[0]:.2f} before and {load_after[0]:.2f} after the run. "
+        "Produced by `python benchmarks/score.py`. `identical`: every per-frame J and F and every per-sequence "
+        "statistic equal to the last digit.",
+        "",
+        "| " + " | ".join(shown.columns) + " |",
+        "|" + "---|" * len(shown.columns),
+    ]
+    for row in shown.itertuples(index=False):
+        lines.append(
+            f"| {row.task} | {row.implementation} | {row.sequences} | {row.frames} | {row.seconds:.2f} | "
+            f"{row.ratio_to_reference:.3f} | {row.identical} |"
+        )
+    (RESULTS / "score.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
