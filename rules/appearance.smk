@@ -22,7 +22,7 @@ rule train_appearance:
         CONDA_ENV
     shell:
         "python -m fusionseg train-appearance --frames {input.frames} --out {output} --params {params.training:q} "
-        "> {log} 2>&1"
+        "--threads {threads} > {log} 2>&1"
 
 
 rule infer_appearance:
@@ -45,7 +45,7 @@ rule infer_appearance:
         CONDA_ENV
     shell:
         "python -m fusionseg infer-appearance --model {input.model} --frames {input.frames} --out {output} "
-        "--batch-size {params.batch_size} --device {params.device} > {log} 2>&1"
+        "--batch-size {params.batch_size} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule appearance:

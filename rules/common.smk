@@ -130,7 +130,11 @@ def synth_flags(wildcards) -> str:
 def extract_flags(wildcards) -> str:
     """extract-frames options of a dataset; every one changes the frames, so all are params."""
     dataset = config["datasets"][wildcards.dataset]
-    flags = [f"--layout {dataset['layout']}", f"--mask-threshold {dataset['mask_threshold']}"]
+    flags = [
+        f"--layout {dataset['layout']}",
+        f"--resolution {dataset['resolution']}",
+        f"--mask-threshold {dataset['mask_threshold']}",
+    ]
     for key, flag in (("max_side", "--max-side"), ("max_frames", "--max-frames")):
         if dataset.get(key) is not None:
             flags.append(f"{flag} {dataset[key]}")

@@ -24,7 +24,8 @@ rule train_fusion:
         CONDA_ENV
     shell:
         "python -m fusionseg train-fusion --frames {input.frames} --appearance-probs {input.appearance} "
-        "--motion-probs {input.motion} --out {output} --params {params.training:q} > {log} 2>&1"
+        "--motion-probs {input.motion} --out {output} --params {params.training:q} "
+        "--threads {threads} > {log} 2>&1"
 
 
 rule infer_joint:
@@ -34,6 +35,9 @@ rule infer_joint:
         motion=probs_h5("motion", "{dataset}", "{seq}"),
     output:
         probs_h5("joint", "{dataset}", "{seq}"),
+    params:
+        batch_size=config["inference"]["batch_size"],
+        device=config["inference"]["device"],
     log:
         log_of("infer_joint", "dataset", "seq"),
     benchmark:
@@ -45,7 +49,8 @@ rule infer_joint:
         CONDA_ENV
     shell:
         "python -m fusionseg infer-joint --model {input.model} --appearance-probs {input.appearance} "
-        "--motion-probs {input.motion} --out {output} > {log} 2>&1"
+        "--motion-probs {input.motion} --out {output} --batch-size {params.batch_size} --device {params.device} "
+        "--threads {threads} > {log} 2>&1"
 
 
 rule fusion:

@@ -28,7 +28,7 @@ rule train_motion:
         CONDA_ENV
     shell:
         "python -m fusionseg train-motion {params.manifest} {params.annotated} --out {output} "
-        "--params {params.training:q} > {log} 2>&1"
+        "--params {params.training:q} --threads {threads} > {log} 2>&1"
 
 
 rule infer_motion:
@@ -51,7 +51,7 @@ rule infer_motion:
         CONDA_ENV
     shell:
         "python -m fusionseg infer-motion --model {input.model} --flow-rgb {input.flow_rgb} --out {output} "
-        "--batch-size {params.batch_size} --device {params.device} > {log} 2>&1"
+        "--batch-size {params.batch_size} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule motion:

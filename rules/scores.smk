@@ -28,7 +28,8 @@ rule score:
         CONDA_ENV
     shell:
         "python -m fusionseg score --pred {params.pred_root} --gt {params.gt_root} --sequences {params.sequences} "
-        "--frames {params.frames} --out {output.sequences} > {log} 2>&1"
+        "--frames {params.frames} --method {wildcards.method} --dataset {wildcards.dataset} "
+        "--out {output.sequences} > {log} 2>&1"
 
 
 rule scores:

@@ -1,0 +1,209 @@
+"""The Snakemake workflow end to end on a tiny synthetic config, and what reruns after a change.
+
+One real run of the tiny DAG (module fixture); every other check is a dry run against its outputs, read
+from Snakemake's own job table, so each rerun rule is proved by the jobs Snakemake plans.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT_S = 900
+DRY_RUN_TIMEOUT_S = 180
+
+# Two clips: clip000 plays every training role (role_overlap allows it), clip001 is the benchmark.
+TINY_CONFIG = {
+    "out_dir": "out",
+    "datasets": {
+        "synth": {
+            "layout": "synthetic",
+            "synthetic": {"sequences": 2, "frames": 5, "height": 48, "width": 64, "max_objects": 1, "seed": 7},
+            "score_frames": "all",
+        }
+    },
+    "roles": {
+        "appearance_train": [{"dataset": "synth", "sequences": ["clip000"]}],
+        "weak_video": [{"dataset": "synth", "sequences": ["clip000"]}],
+        "fusion_train": [{"dataset": "synth", "sequences": ["clip000"]}],
+        "benchmark": [{"dataset": "synth", "sequences": ["clip001"]}],
+    },
+    "role_overlap": [
+        ["appearance_train", "weak_video"],
+        ["appearance_train", "fusion_train"],
+        ["weak_video", "fusion_train"],
+    ],
+    "flow": {"method": "tvl1", "device": "cpu", "tvl1": {"iterations": 10, "warps": 2, "max_levels": 3}},
+    "flow_rgb": {"normalization": "per_frame"},
+    # Annotated video as well as the pseudo labels: a few-iteration appearance stream may leave the
+    # bootstrap with nothing to keep, and the motion stream must still have samples to train on.
+    "motion_sources": ["shards", "annotated"],
+    "appearance": {"weights": "none", "iterations": 2, "batch_size": 2, "crop_size": 32, "checkpoint_every": 1},
+    "motion": {"weights": "none", "iterations": 2, "batch_size": 2, "crop_size": 32, "checkpoint_every": 1},
+    "fusion": {"iterations": 5, "batch_size": 2},
+    "inference": {"batch_size": 4},
+    "bootstrap": {"shard_size": 4},
+    "resources": {"gpu": 0, "threads": 1, "mem_mb": 1000, "runtime": 10},
+}
+
+
+def tiny_config(**sections) -> dict:
+    """The tiny config with whole top-level sections replaced."""
+    config = copy.deepcopy(TINY_CONFIG)
+    config.update(copy.deepcopy(sections))
+    return config
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_snakemake(
+    workdir: Path, *args: str, timeout: float = RUN_TIMEOUT_S, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Snakemake on this repository's Snakefile, in `workdir` with its config.yaml; fails loudly."""
+    command = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(workdir / "config.yaml"),
+        *args,
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+    if result.returncode != 0:
+        logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in sorted((workdir / "out" / "logs").rglob("*.log")))
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}\n{logs}")
+    return result
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Jobs per rule that a dry run plans (Snakemake's "Job stats" table); {} when nothing is to do."""
+    output = run_snakemake(workdir, "--dry-run", *args, timeout=DRY_RUN_TIMEOUT_S)
+    text = output.stdout + output.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M))
+    counts.pop("total", None)
+    return {rule: int(n) for rule, n in counts.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished real run of the tiny DAG, with compute_flow stored in a between-workflow cache."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    write_config(workdir, TINY_CONFIG)
+    cache = workdir.parent / f"{workdir.name}-cache"
+    cache.mkdir()
+    run_snakemake(workdir, "--cores", "2", "--cache", env={"SNAKEMAKE_OUTPUT_CACHE": str(cache)})
+    return workdir
+
+
+def test_lint_reports_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_shipped_config_plans_every_step(tmp_path) -> None:
+    write_config(tmp_path, yaml.safe_load((REPO / "config.yaml").read_text()))
+    jobs = planned_jobs(tmp_path)
+    every_step = {
+        "synth_frames", "compute_flow", "encode_flow", "train_appearance", "infer_appearance", "bootstrap",
+        "train_motion", "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th",
+        "flow_sal", "score", "summarize", "render_report", "all",
+    }  # fmt: skip
+    assert set(jobs) == every_step
+    assert jobs["score"] == 5  # five methods on the one benchmark dataset
+    assert jobs["synth_frames"] == 12
+
+
+def test_stage_target_plans_only_its_stage(tmp_path) -> None:
+    write_config(tmp_path, TINY_CONFIG)
+    assert planned_jobs(tmp_path, "flow") == {"synth_frames": 2, "compute_flow": 2, "encode_flow": 2, "flow": 1}
+
+
+def test_invalid_config_names_the_key(tmp_path) -> None:
+    write_config(tmp_path, tiny_config(flow={"method": "raft"}))
+    with pytest.raises(AssertionError, match=r"(?s)'raft' is not one of .*instance\['flow'\]\['method'\]"):
+        planned_jobs(tmp_path)
+
+
+def test_tiny_run_writes_every_result(tiny_run: Path) -> None:
+    out = tiny_run / "out"
+    assert (out / "results" / "report.html").stat().st_size > 0
+    for method in ("appearance", "motion", "joint", "flow-th", "flow-sal"):
+        masks = sorted((out / "results" / "masks" / method / "synth" / "clip001").glob("*.png"))
+        assert len(masks) == 5, method
+        assert (out / "results" / "scores" / method / "synth.csv").is_file()
+    assert (out / "benchmarks" / "train_appearance" / "train_appearance.tsv").is_file()
+
+
+def test_second_run_does_nothing(tiny_run: Path) -> None:
+    assert planned_jobs(tiny_run) == {}
+
+
+def test_flow_colour_coding_reruns_encode_flow_and_below_only(tiny_run: Path) -> None:
+    write_config(tiny_run, tiny_config(flow_rgb={"normalization": "fixed", "max_flow": 4.0}))
+    try:
+        jobs = planned_jobs(tiny_run)
+    finally:
+        write_config(tiny_run, TINY_CONFIG)
+    assert jobs["encode_flow"] == 2
+    for downstream in ("bootstrap", "train_motion", "infer_motion", "train_fusion", "flow_sal", "render_report"):
+        assert downstream in jobs
+    for upstream in ("synth_frames", "compute_flow", "train_appearance", "infer_appearance", "flow_th"):
+        assert upstream not in jobs
+
+
+def test_fusion_training_change_reruns_fusion_and_below_only(tiny_run: Path) -> None:
+    write_config(tiny_run, tiny_config(fusion={"iterations": 6, "batch_size": 2}))
+    try:
+        jobs = planned_jobs(tiny_run)
+    finally:
+        write_config(tiny_run, TINY_CONFIG)
+    assert set(jobs) == {"train_fusion", "infer_joint", "threshold_masks", "score", "summarize", "render_report", "all"}
+    assert jobs["threshold_masks"] == 1 and jobs["score"] == 1
+
+
+def test_new_benchmark_dataset_runs_only_its_own_chain(tiny_run: Path) -> None:
+    config = tiny_config()
+    config["datasets"]["synth_b"] = {
+        "layout": "synthetic",
+        "synthetic": {"sequences": 1, "frames": 5, "height": 48, "width": 64, "seed": 8},
+    }
+    config["roles"]["benchmark"].append({"dataset": "synth_b"})
+    write_config(tiny_run, config)
+    try:
+        jobs = planned_jobs(tiny_run)
+    finally:
+        write_config(tiny_run, TINY_CONFIG)
+    assert not {"train_appearance", "bootstrap", "train_motion", "train_fusion"} & set(jobs)
+    for per_sequence in ("synth_frames", "compute_flow", "encode_flow", "infer_appearance", "infer_motion", "infer_joint"):
+        assert jobs[per_sequence] == 1, per_sequence
+    assert jobs["score"] == 5  # the new dataset's five methods; the old dataset's scores stand
+
+
+def test_cached_flow_is_reused_by_another_workflow(tiny_run: Path, tmp_path) -> None:
+    cache = tiny_run.parent / f"{tiny_run.name}-cache"
+    assert any(cache.iterdir()), "compute_flow results were not stored in the cache"
+    write_config(tmp_path, TINY_CONFIG)
+    run_snakemake(tmp_path, "--cores", "2", "--cache", "flow", env={"SNAKEMAKE_OUTPUT_CACHE": str(cache)})
+    for seq in ("clip000", "clip001"):
+        assert (tmp_path / "out" / "flow" / "synth" / f"{seq}.h5").is_file()
+        # Taken from the cache: the step itself never ran, so it wrote no log.
+        assert not (tmp_path / "out" / "logs" / "compute_flow" / "synth" / f"{seq}.log").exists()
