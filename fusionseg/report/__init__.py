@@ -1,0 +1,1 @@
+"""The results report: one self-contained HTML file (tables, bar charts and overlay strips inlined)."""

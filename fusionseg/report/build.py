@@ -1,0 +1,207 @@
+"""Assemble the report from whatever results are given; every section is optional except the summary.
+
+Sections: summary (paper layout), per-sequence J charts and table, overlay strips (frame, flow,
+Ours-A, Ours-M, Ours-Joint, ground truth) for every scored sequence, bootstrap funnel and
+pseudo-label quality, flow end-point error, sequence roles (and sequences in several roles), and
+per-rule time and memory from Snakemake benchmark files.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from fusionseg.datasets.layout import RESOLUTION, frame_name
+from fusionseg.errors import InputError
+from fusionseg.io import read_image
+from fusionseg.metrics.summary import read_scores
+from fusionseg.report import figures
+from fusionseg.report.html import escape, image_tag, page, table
+
+OVERLAY_METHODS = [("appearance", "Ours-A"), ("motion", "Ours-M"), ("joint", "Ours-Joint")]
+BENCHMARK_COLUMNS = ["s", "max_rss"]
+
+
+@dataclass
+class ReportInputs:
+    """Paths to everything the report can show; None or empty means 'not available'."""
+
+    summary: Path
+    scores: list[Path] = field(default_factory=list)
+    frames_roots: dict[str, Path] = field(default_factory=dict)
+    flow_rgb_root: Path | None = None
+    masks_root: Path | None = None
+    funnel: Path | None = None
+    quality: Path | None = None
+    flow_epe: Path | None = None
+    benchmarks: Path | None = None
+    roles: pd.DataFrame | None = None
+    overlay_frames: int = 4
+    title: str = "FusionSeg results"
+
+
+def build_report(inputs: ReportInputs) -> str:
+    """The complete self-contained HTML document."""
+    sections = [("summary", "Summary", summary_section(inputs.summary))]
+    if inputs.scores:
+        scores = read_scores(inputs.scores)
+        sections.append(("sequences", "Per-sequence scores", sequences_section(scores)))
+        if inputs.frames_roots:
+            sections.append(("overlays", "Overlays", overlays_section(scores, inputs)))
+    bootstrap = bootstrap_section(inputs.funnel, inputs.quality)
+    if bootstrap:
+        sections.append(("bootstrap", "Bootstrapped pseudo labels", bootstrap))
+    if inputs.flow_epe:
+        sections.append(("flow", "Optical flow accuracy", table(_read_csv(inputs.flow_epe))))
+    if inputs.roles is not None:
+        sections.append(("roles", "Sequences and roles", roles_section(inputs.roles)))
+    if inputs.benchmarks:
+        sections.append(("compute", "Time and memory per rule", benchmarks_section(inputs.benchmarks)))
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return page(inputs.title, f"FusionSeg (Jain, Xiong, Grauman, CVPR 2017) - generated {stamp}", sections)
+
+
+def summary_section(summary_path: Path) -> str:
+    summary = _read_csv(summary_path)
+    shown = summary.drop(columns=[c for c in ("method_id",) if c in summary])
+    numeric = [c for c in shown.columns if pd.api.types.is_numeric_dtype(shown[c])]
+    shown[numeric] = shown[numeric] * 100
+    note = (
+        '<p class="note">Percent. J: region similarity (IoU), F: boundary accuracy, J&amp;F their mean, '
+        "avg IoU: mean per-sequence Jaccard (the paper's measure). Best per column in bold.</p>"
+    )
+    return note + table(shown, "{:.1f}", best_columns=numeric)
+
+
+def sequences_section(scores: pd.DataFrame) -> str:
+    parts = []
+    for dataset in dict.fromkeys(scores["dataset"]):
+        chart = figures.j_bar_chart(scores, dataset)
+        parts.append(f"<h3>{escape(dataset)}</h3>" + image_tag(chart, "image/png", f"J per sequence, {dataset}", "chart"))
+    columns = ["method", "dataset", "sequence", "frames", "n_frames", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay"]
+    return "".join(parts) + "<h3>All sequences</h3>" + table(scores[columns])
+
+
+def overlays_section(scores: pd.DataFrame, inputs: ReportInputs) -> str:
+    pairs = list(dict.fromkeys(zip(scores["dataset"], scores["sequence"])))
+    parts = ['<p class="note">Each row one frame; masks tinted red over the frame.</p>']
+    for dataset, sequence in tqdm(pairs, desc="report overlays", unit="seq", leave=False):
+        root = inputs.frames_roots.get(dataset)
+        if root is None:
+            parts.append(f'<p class="warn">{escape(dataset)}/{escape(sequence)}: no --frames-root given for {escape(dataset)}</p>')
+            continue
+        parts.append(f"<h3>{escape(dataset)} / {escape(sequence)}</h3>" + overlay_strip(root, dataset, sequence, inputs))
+    return "".join(parts)
+
+
+def overlay_strip(root: Path, dataset: str, sequence: str, inputs: ReportInputs) -> str:
+    """A table: one row per chosen frame; columns frame, flow, the three streams, ground truth."""
+    frames_dir = Path(root) / "JPEGImages" / RESOLUTION / sequence
+    frame_paths = sorted(p for p in frames_dir.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not frame_paths:
+        raise InputError(f"{frames_dir}: no frames for the overlay strip")
+    gt_dir = Path(root) / "Annotations" / RESOLUTION / sequence
+    annotated = sorted(int(p.stem) for p in gt_dir.glob("*.png") if p.stem.isdigit())
+    candidates = annotated or list(range(len(frame_paths)))
+    chosen = sorted({candidates[i] for i in np.linspace(0, len(candidates) - 1, inputs.overlay_frames).round().astype(int)})
+    headers = ["frame", "flow"] + [label for _, label in OVERLAY_METHODS] + ["ground truth"]
+    rows = [_strip_row(frame_paths[i], i, dataset, sequence, gt_dir, inputs) for i in chosen if i < len(frame_paths)]
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    return f'<table class="strip"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def _strip_row(frame_path: Path, index: int, dataset: str, sequence: str, gt_dir: Path, inputs: ReportInputs) -> str:
+    frame = read_image(frame_path)
+    name = frame_name(index)
+    cells = [figures.thumbnail_jpeg(frame)]
+    flow_path = inputs.flow_rgb_root / dataset / sequence / f"{name}.png" if inputs.flow_rgb_root else None
+    cells.append(figures.image_jpeg(flow_path) if flow_path else None)
+    for method, _ in OVERLAY_METHODS:
+        mask_path = inputs.masks_root / method / dataset / sequence / f"{name}.png" if inputs.masks_root else None
+        cells.append(figures.mask_overlay_jpeg(frame, mask_path) if mask_path else None)
+    cells.append(figures.mask_overlay_jpeg(frame, gt_dir / f"{name}.png"))
+    tds = "".join(
+        f"<td>{image_tag(data, 'image/jpeg', name)}</td>" if data else '<td class="note">not available</td>' for data in cells
+    )
+    return f"<tr>{tds}</tr>"
+
+
+def bootstrap_section(funnel: Path | None, quality: Path | None) -> str:
+    parts = []
+    if funnel:
+        parts.append("<h3>Funnel: frames kept by each test</h3>" + table(_read_csv(funnel)))
+    if quality:
+        parts.append("<h3>Pseudo-label quality against human masks</h3>" + table(_read_csv(quality)))
+    return "".join(parts)
+
+
+def roles_section(roles: pd.DataFrame) -> str:
+    """Which sequences play which role; sequences in more than one role listed apart."""
+    grouped = (
+        roles.groupby(["role", "dataset"], sort=False)["sequence"]
+        .agg(lambda s: ", ".join(s))
+        .reset_index()
+        .rename(columns={"sequence": "sequences"})
+    )
+    grouped.insert(2, "count", roles.groupby(["role", "dataset"], sort=False).size().to_numpy())
+    shared = roles.groupby(["dataset", "sequence"])["role"].agg(list)
+    shared = shared[shared.map(len) > 1]
+    overlap = (
+        table(shared.map(", ".join).rename("roles").reset_index())
+        if len(shared)
+        else '<p class="note">No sequence appears in more than one role.</p>'
+    )
+    return table(grouped) + "<h3>Sequences in several roles</h3>" + overlap
+
+
+def benchmarks_section(folder: Path) -> str:
+    """Per-rule totals from Snakemake `benchmark:` TSV files (rule = first sub-folder, else file stem)."""
+    folder = Path(folder)
+    files = sorted(folder.rglob("*.tsv")) + sorted(folder.rglob("*.txt"))
+    if not files:
+        raise InputError(f"{folder}: no Snakemake benchmark files (*.tsv, *.txt)")
+    records = []
+    for path in files:
+        frame = pd.read_csv(path, sep="\t")
+        missing = [c for c in BENCHMARK_COLUMNS if c not in frame.columns]
+        if missing:
+            raise InputError(f"{path}: not a Snakemake benchmark file (missing column(s) {', '.join(missing)})")
+        relative = path.relative_to(folder)
+        rule = relative.parts[0] if len(relative.parts) > 1 else path.stem
+        records.append({"rule": rule, "s": frame["s"].mean(), "max_rss": pd.to_numeric(frame["max_rss"], errors="coerce").max()})
+    jobs = pd.DataFrame(records)
+    per_rule = jobs.groupby("rule", sort=False).agg(
+        jobs=("s", "size"), total_s=("s", "sum"), mean_s=("s", "mean"), max_s=("s", "max"), peak_rss_mb=("max_rss", "max")
+    )
+    per_rule = per_rule.sort_values("total_s", ascending=False).reset_index()
+    return '<p class="note">Wall-clock seconds and peak resident memory (MB) per rule.</p>' + table(per_rule, "{:.1f}")
+
+
+def roles_from_csv(path: Path) -> pd.DataFrame:
+    roles = _read_csv(path)
+    missing = [c for c in ("role", "dataset", "sequence") if c not in roles.columns]
+    if missing:
+        raise InputError(f"{path}: roles table needs columns role, dataset, sequence (missing {', '.join(missing)})")
+    return roles
+
+
+def roles_from_config(config: dict) -> pd.DataFrame:
+    from fusionseg.config import ROLES, role_sequences
+
+    rows = [{"role": r, "dataset": d, "sequence": s} for r in ROLES for d, s in role_sequences(config, r)]
+    return pd.DataFrame(rows, columns=["role", "dataset", "sequence"])
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable CSV table ({exc})") from exc
