@@ -173,3 +173,16 @@ def parent_dir(paths) -> str:
 
 def benchmark_sequences(dataset: str) -> list[str]:
     return [seq for d, seq in BENCHMARK_PAIRS if d == dataset]
+
+
+def write_roles_csv(path: str, members: list[tuple[str, str, str]], log_path: str) -> None:
+    """The role of every sequence, for the report (role, dataset, sequence)."""
+    import csv
+
+    from fusionseg.io import atomic_file
+
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["role", "dataset", "sequence"])
+        writer.writerows(members)
+    Path(log_path).write_text(f"{path}: {len(members)} role assignment(s)\n")

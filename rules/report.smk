@@ -22,12 +22,40 @@ rule summarize:
         "python -m fusionseg summarize --scores {input} --out {output} > {log} 2>&1"
 
 
+rule write_roles:
+    output:
+        f"{OUT}/results/roles.csv",
+    params:
+        members=[(role, dataset, seq) for role in ROLES for dataset, seq in sequences_of(role)],
+    log:
+        f"{OUT}/logs/write_roles.log",
+    benchmark:
+        f"{OUT}/benchmarks/write_roles/write_roles.tsv"
+    threads: 1
+    resources:
+        **LIGHT,
+    run:
+        write_roles_csv(output[0], params.members, log[0])
+
+
 rule render_report:
     input:
         summary=SUMMARY_CSV,
+        scores=rules.scores.input,
+        roles=rules.write_roles.output,
         funnel=rules.bootstrap.output.funnel,
+        quality=rules.bootstrap.output.quality,
+        masks=[each(masks_dir, BENCHMARK_PAIRS, method) for method in METHODS],
+        flow_rgb=each(flow_rgb_dir, BENCHMARK_PAIRS),
     output:
         REPORT_HTML,
+    params:
+        frames_roots=" ".join(f"{d}={OUT}/frames/{d}" for d in BENCHMARK_DATASETS),
+        flow_rgb_root=lambda wildcards, input: str(Path(input.flow_rgb[0]).parents[1]),
+        masks_root=lambda wildcards, input: str(Path(input.masks[0]).parents[2]),
+        # Not inputs: Snakemake writes them beside the jobs; every upstream job has finished by now.
+        benchmarks=f"{OUT}/benchmarks",
+        overlay_frames=config["report"]["overlay_frames"],
     log:
         f"{OUT}/logs/render_report.log",
     benchmark:
@@ -38,7 +66,10 @@ rule render_report:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg report --summary {input.summary} --out {output} > {log} 2>&1"
+        "python -m fusionseg report --summary {input.summary} --scores {input.scores} --roles {input.roles} "
+        "--funnel {input.funnel} --quality {input.quality} --frames-root {params.frames_roots} "
+        "--flow-rgb-root {params.flow_rgb_root} --masks-root {params.masks_root} "
+        "--benchmarks {params.benchmarks} --overlay-frames {params.overlay_frames} --out {output} > {log} 2>&1"
 
 
 rule report:

@@ -125,7 +125,7 @@ def test_shipped_config_plans_every_step(tmp_path) -> None:
     every_step = {
         "synth_frames", "compute_flow", "encode_flow", "train_appearance", "infer_appearance", "bootstrap",
         "train_motion", "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th",
-        "flow_sal", "score", "summarize", "render_report", "all",
+        "flow_sal", "score", "summarize", "write_roles", "render_report", "all",
     }  # fmt: skip
     assert set(jobs) == every_step
     assert jobs["score"] == 5  # five methods on the one benchmark dataset
