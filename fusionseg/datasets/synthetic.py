@@ -222,15 +222,12 @@ def _render_frame(layers: list[Layer], t: int, params: SynthParams) -> tuple[np.
 
 def _flow(layers: list[Layer], ids: np.ndarray, t: int, target: int) -> np.ndarray:
     """Where each visible surface point of frame t is in frame `target`, minus where it is now."""
-    height, width = ids.shape
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    points = np.stack([xs, ys, np.ones_like(xs)], axis=-1)
-    flow = np.zeros((height, width, 2), np.float64)
+    flow = np.zeros((*ids.shape, 2), np.float64)
     for k, layer in enumerate(layers):
+        ys, xs = np.nonzero(ids == k)
+        points = np.stack([xs, ys, np.ones_like(xs)], axis=1).astype(np.float64)
         motion = np.linalg.inv(layer.maps[target]) @ layer.maps[t]
-        moved = points @ motion[:2].T
-        here = ids == k
-        flow[here] = moved[here] - points[here][:, :2]
+        flow[ys, xs] = points @ motion[:2].T - points[:, :2]
     return flow.astype(np.float32)
 
 
