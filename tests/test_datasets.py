@@ -93,8 +93,8 @@ def test_davis2017_palette_ids_merge_or_stay_and_box_per_object(tmp_path: Path) 
     kept = np.asarray(Image.open(tmp_path / "ids" / "Annotations" / "480p" / "two" / "00000.png"))
     assert set(np.unique(merged)) == {0, 255} and set(np.unique(kept)) == {0, 1, 2}
     boxes = Sequence(tmp_path / "merged", "two").boxes()
-    # merged masks are one object, so one box around both
-    assert boxes.values.tolist()[:1] == [[0, 2, 2, 35, 25]] and len(boxes) == 3
+    # the PNG is merged, the boxes still follow the objects
+    assert boxes.values.tolist()[:2] == [[0, 2, 2, 12, 10], [0, 25, 15, 35, 25]] and len(boxes) == 6
 
 
 def test_boxes_from_masks_one_box_per_id_without_merging(tmp_path: Path) -> None:
@@ -196,6 +196,12 @@ def test_video_reader_and_max_frames(tmp_path: Path) -> None:
     assert list(seq.table()["source"]) == [f"video:{i}" for i in range(6)]
     extract(tmp_path, "--layout", "video", "--sequence", "clip", "--out", tmp_path / "short", "--max-frames", "3")
     assert len(Sequence(tmp_path / "short", "clip").frame_paths()) == 3
+
+
+def test_boxes_from_masks_without_masks_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    imagenet_vid_tree(tmp_path / "vid")
+    expect_error(capsys, tmp_path / "o", tmp_path / "vid", "--layout", "imagenet-vid", "--sequence", "vid0", "--boxes-from-masks",
+                 names="vid0", says="no masks")
 
 
 def test_max_side_resizes_frames_and_masks_nearest(tmp_path: Path) -> None:
@@ -375,3 +381,9 @@ def test_real_video_bikes(shared_data: Path, tmp_path: Path) -> None:
     assert len(seq.frame_paths()) == 250 and len(table) == 250
     assert (table["width"] == 640).all() and (table["height"] == 272).all()
     assert seq.masks_dir.is_dir() and pd.read_csv(seq.boxes_path).empty
+
+
+def test_frames_of_different_sizes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    davis_tree(tmp_path / "davis", masks=False)
+    odd = write_rgb(tmp_path / "davis" / "JPEGImages" / "480p" / "seq" / "00002.jpg", frame(2, 20, 20))
+    expect_error(capsys, tmp_path / "o", tmp_path / "davis", "--layout", "davis", "--sequence", "seq", names=str(odd), says="20x20")

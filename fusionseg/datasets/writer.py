@@ -41,6 +41,8 @@ class ExtractOptions:
 
 def write_sequence(raw: RawSequence, out_root: str | Path, options: ExtractOptions = ExtractOptions()) -> Sequence:
     """Decode, check, resize and write one sequence; returns the written `Sequence`."""
+    if options.boxes_from_masks and not raw.masks:
+        raise InputError(f"{raw.name}: boxes from masks asked for, but the source has no masks")
     with staged_sequence(out_root, raw.name) as staged:
         table, labels, scale = _write_frames_and_masks(raw, staged, options)
         if options.boxes_from_masks:
@@ -77,7 +79,7 @@ def write_tables(sequence: Sequence, table: pd.DataFrame, boxes: pd.DataFrame) -
 
 
 def boxes_from_labels(labels: dict[int, np.ndarray]) -> pd.DataFrame:
-    """One box per object id per frame (a merged mask is one id); empty masks give no box."""
+    """One box per object id per frame (sources without ids have one); empty masks give no box."""
     rows = []
     for frame in sorted(labels):
         for object_id in np.unique(labels[frame]):
@@ -126,7 +128,7 @@ def _write_frames_and_masks(
 
 
 def _write_mask(raw: RawSequence, index: int, size: tuple[int, int], out_size: tuple[int, int], staged: Sequence, merge: bool) -> np.ndarray:
-    """Check the mask against its frame, resize it (nearest) and write it; returns the labels written."""
+    """Check the mask against its frame, resize it (nearest) and write it; returns its object labels."""
     source = raw.masks[index]
     labels = source.read()
     if (labels.shape[1], labels.shape[0]) != size:
@@ -138,7 +140,7 @@ def _write_mask(raw: RawSequence, index: int, size: tuple[int, int], out_size: t
     if not ok:
         raise InputError(f"{source.describe()}: could not encode the mask")
     buffer.tofile(staged.masks_dir / f"{frame_name(index)}.png")
-    return np.where(labels > 0, 1, 0).astype(np.uint8) if merge else labels
+    return labels
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
