@@ -9,10 +9,9 @@ Definitions (official DAVIS toolkit):
 
 Speed comes from two exact shortcuts. (1) Only the window around the objects is processed: outside
 the bounding box of S or G (grown by one pixel) both masks and both boundary maps are zero. (2) The
-dilations are never built: a boundary pixel lies in the other boundary's dilation exactly when some
-disk offset from it lands on that boundary, so the offsets are looked up at the (few) boundary
-pixels only, nearest offsets first, and only pixels not matched nearby try the rest of the disk
-(or, when many are left, one dilation of the window answers for them).
+dilations are never built: a boundary pixel lies in the other boundary's dilation exactly when one
+of the disk's 2r+1 horizontal runs around it holds a pixel of that boundary, which row-wise prefix
+sums answer with two lookups per run, at the (few) boundary pixels only.
 """
 
 from __future__ import annotations
@@ -20,15 +19,11 @@ from __future__ import annotations
 import functools
 import math
 
-import cv2
 import numpy as np
 
 BOUNDARY_FRACTION = 0.008
 DECAY_BINS = 4
 RECALL_THRESHOLD = 0.5
-# Offsets within this squared distance are tried first: most boundary pixels of a fair prediction
-# match within two pixels, so the whole disk is looked up for few of them.
-NEAR_SQUARED_DISTANCE = 4
 
 
 def boundary_radius(height: int, width: int) -> int:
@@ -117,37 +112,30 @@ def sequence_statistics(values: np.ndarray) -> tuple[float, float, float]:
 def _count_within_disk(source: np.ndarray, target: np.ndarray, radius: int) -> int:
     """Number of `source` pixels with a `target` pixel at a disk offset: |source and dilate(target)|.
 
-    `target` is padded with `radius` zeros so every lookup stays inside the array; outside the image
-    there is nothing to match, as with the toolkit's dilation.
+    The disk is a stack of horizontal runs, |dx| <= isqrt(r^2 - dy^2) for each row offset dy, and
+    whether a run holds a target pixel is a difference of two row-wise prefix sums. The target is
+    padded (radius rows and columns, plus the prefix sum's leading zero column) so every lookup stays
+    inside the array; outside the image there is nothing to match, as with the toolkit's dilation.
     """
-    padded = np.pad(target, radius).ravel()
-    width = target.shape[1] + 2 * radius
+    height, width = target.shape
+    padded_width = width + 2 * radius + 1
+    padded = np.zeros((height + 2 * radius, padded_width), dtype=np.int32)
+    padded[radius : radius + height, radius + 1 : radius + 1 + width] = target
+    prefix = np.cumsum(padded, axis=1).ravel()
     flat = np.flatnonzero(source)
-    # the same pixel in the padded array: each earlier row adds 2 * radius, the top pad radius rows
-    positions = flat + (flat // target.shape[1]) * (2 * radius) + radius * width + radius
-    near, far = _disk_offsets(radius, width)
-    matched = padded[positions[:, None] + near[None, :]].any(axis=1)
-    unmatched = positions[~matched]
-    count = int(np.count_nonzero(matched))
-    if unmatched.size * far.size > target.size:
-        # many pixels far from the target (a poor prediction): one dilation of the window is cheaper
-        dilated = cv2.dilate(target.view(np.uint8), disk_footprint(radius)).view(bool)
-        return count + int(np.count_nonzero(dilated.ravel()[flat[~matched]]))
-    if unmatched.size and far.size:
-        count += int(np.count_nonzero(padded[unmatched[:, None] + far[None, :]].any(axis=1)))
-    return count
+    centres = (flat // width + radius) * padded_width + (flat % width + radius + 1)
+    row_steps, half_widths = _disk_runs(radius)
+    row_starts = centres[:, None] + row_steps[None, :] * padded_width
+    inside = prefix[row_starts + half_widths[None, :]] - prefix[row_starts - half_widths[None, :] - 1]
+    return int(np.count_nonzero((inside > 0).any(axis=1)))
 
 
 @functools.lru_cache(maxsize=32)
-def _disk_offsets(radius: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flat-index offsets of the disk in an array `width` wide: (near the centre, the rest)."""
-    dy, dx = np.nonzero(disk_footprint(radius))
-    dy, dx = dy - radius, dx - radius
-    squared = dy * dy + dx * dx
-    order = np.argsort(squared, kind="stable")
-    flat = (dy * width + dx)[order]
-    n_near = int(np.count_nonzero(squared <= NEAR_SQUARED_DISTANCE))
-    return flat[:n_near], flat[n_near:]
+def _disk_runs(radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row offsets dy of the disk and the half-width of its run on each row."""
+    row_steps = np.arange(-radius, radius + 1)
+    half_widths = np.array([math.isqrt(radius * radius - dy * dy) for dy in row_steps])
+    return row_steps, half_widths
 
 
 def _precision_recall_without_match(n_pred: int, n_gt: int) -> tuple[int, int]:
