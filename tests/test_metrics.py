@@ -34,8 +34,8 @@ def square(shape, top, left, size):
     return mask
 
 
-def footprint_for(mask):
-    return disk_footprint(boundary_radius(*mask.shape))
+def radius_for(mask):
+    return boundary_radius(*mask.shape)
 
 
 # --- J ---------------------------------------------------------------------------------------------
@@ -102,26 +102,26 @@ def test_radius_and_disk():
 
 def test_f_identical_masks_is_one():
     mask = square((40, 50), 5, 7, 12)
-    assert boundary_f(mask, mask, footprint_for(mask)) == 1.0
+    assert boundary_f(mask, mask, radius_for(mask)) == 1.0
 
 
 def test_f_no_boundary_anywhere_is_one():
     empty = np.zeros((9, 11), dtype=bool)
-    assert boundary_f(empty, empty, footprint_for(empty)) == 1.0
+    assert boundary_f(empty, empty, radius_for(empty)) == 1.0
 
 
 def test_f_only_ground_truth_boundary_is_zero():
     empty = np.zeros((20, 20), dtype=bool)
     gt = square((20, 20), 5, 5, 6)
-    assert boundary_f(empty, gt, footprint_for(gt)) == 0.0  # P=1, R=0
-    assert boundary_f(gt, empty, footprint_for(gt)) == 0.0  # P=0, R=1
+    assert boundary_f(empty, gt, radius_for(gt)) == 0.0  # P=1, R=0
+    assert boundary_f(gt, empty, radius_for(gt)) == 0.0  # P=0, R=1
 
 
 def test_f_zero_when_precision_and_recall_are_zero():
     # 300x400: radius 4; two squares far apart share no boundary pixel within 4 px
     pred = square((300, 400), 10, 10, 20)
     gt = square((300, 400), 200, 300, 20)
-    assert boundary_f(pred, gt, footprint_for(gt)) == 0.0
+    assert boundary_f(pred, gt, radius_for(gt)) == 0.0
 
 
 def within_one_step(bmap):
@@ -135,11 +135,11 @@ def test_f_known_partial_match_on_odd_non_square_frame():
     gt = square((13, 9), 4, 2, 4)
     expected = reference_boundary_f(pred, gt)
     assert 0.0 < expected < 1.0
-    assert boundary_f(pred, gt, footprint_for(gt)) == expected
+    assert boundary_f(pred, gt, radius_for(gt)) == expected
     pred_b, gt_b = reference_boundary_map(pred), reference_boundary_map(gt)
     precision = (pred_b & within_one_step(gt_b)).sum() / pred_b.sum()
     recall = (gt_b & within_one_step(pred_b)).sum() / gt_b.sum()
-    assert boundary_f(pred, gt, footprint_for(gt)) == pytest.approx(2 * precision * recall / (precision + recall))
+    assert boundary_f(pred, gt, radius_for(gt)) == pytest.approx(2 * precision * recall / (precision + recall))
 
 
 def test_f_object_touching_the_image_edges():
@@ -148,7 +148,7 @@ def test_f_object_touching_the_image_edges():
     pred[9:, 15:] = True  # touches the last row and column
     gt = np.zeros(shape, dtype=bool)
     gt[10:, 14:] = True
-    assert boundary_f(pred, gt, footprint_for(gt)) == reference_boundary_f(pred, gt)
+    assert boundary_f(pred, gt, radius_for(gt)) == reference_boundary_f(pred, gt)
 
 
 def test_fast_and_reference_agree_to_the_last_digit_on_random_masks():
