@@ -74,14 +74,21 @@ def test_stream_classifiers_use_dilations_6_12_18_24():
     assert all(c.kernel_size == (3, 3) and c.out_channels == 2 for c in model.classifiers)
 
 
-def test_batchnorm_stays_frozen_in_training():
-    model = StreamModel("efficientnet_lite0", "none").train()
+def test_pretrained_batchnorm_stays_frozen_in_training():
+    model = StreamModel("efficientnet_lite0", "imagenet").train()
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(not m.training for m in bns)
     assert all(not p.requires_grad for m in bns for p in m.parameters())
     before = bns[0].running_mean.clone()
     model(torch.rand(2, 3, 32, 32) * 255).sum().backward()
     assert torch.equal(bns[0].running_mean, before)
+    assert model.classifiers[0].weight.grad is not None
+
+
+def test_from_scratch_batchnorm_trains():
+    model = StreamModel("efficientnet_lite0", "none").train()
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(m.training for m in bns) and all(p.requires_grad for m in bns for p in m.parameters())
 
 
 def test_pretrained_efficientnet_loads_every_key():

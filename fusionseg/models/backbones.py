@@ -1,8 +1,11 @@
 """Building a backbone by name with its weights: the shipped ImageNet file, a local file, or none.
 
-Every backbone has frozen BatchNorm (FusionSeg froze it: batches of a few crops give useless batch
-statistics), `mean`/`std` for the 0..255 RGB input its weights were trained with, `out_channels`,
-and `features(x)`.
+Pretrained backbones get frozen BatchNorm (FusionSeg froze it: batches of a few crops give useless
+batch statistics). A backbone trained from scratch (`weights: none`) keeps BatchNorm trainable: its
+running statistics are still the initial identity, and freezing that kept a from-scratch model at the
+class prior (measured: loss 0.45 after 30 steps on two frames, against 0.05 with BatchNorm trained).
+Every backbone has `mean`/`std` for the 0..255 RGB input its weights were trained with,
+`out_channels`, and `features(x)`.
 """
 
 from __future__ import annotations
@@ -26,9 +29,8 @@ def build_backbone(name: str, weights: str = "none", dilated: bool = True) -> nn
     if name not in BACKBONES:
         raise ConfigError(f"backbone: unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
     if weights == "none":
-        backbone = _new_backbone(name, dilated, num_classes=None)
-    else:
-        backbone = load_pretrained(name, _weights_path(name, weights), dilated)
+        return _new_backbone(name, dilated, num_classes=None)
+    backbone = load_pretrained(name, _weights_path(name, weights), dilated)
     freeze_batchnorm(backbone)
     return backbone
 
@@ -62,7 +64,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def freeze_batchnorm(module: nn.Module) -> None:
-    """No gradient for BatchNorm's affine parameters; `module.train()` keeps BN in eval mode (see StreamModel)."""
+    """No gradient for BatchNorm's affine parameters; StreamModel.train() keeps such BN in eval mode."""
     for child in module.modules():
         if isinstance(child, nn.BatchNorm2d):
             child.eval()

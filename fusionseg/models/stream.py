@@ -26,6 +26,7 @@ class StreamModel(nn.Module):
         super().__init__()
         self.arch = {"kind": "stream", "stream": stream, "backbone": backbone}
         self.backbone = build_backbone(backbone, weights, dilated=True)
+        self.frozen_batchnorm = weights != "none"
         # Not persistent: they follow from the backbone name, which the checkpoint records.
         self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
@@ -37,11 +38,12 @@ class StreamModel(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def train(self, mode: bool = True) -> "StreamModel":
-        """Switch training mode but keep BatchNorm frozen (running statistics never update)."""
+        """Switch training mode; a pretrained backbone's BatchNorm stays frozen (statistics never update)."""
         super().train(mode)
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
+        if self.frozen_batchnorm:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Training the two streams and the fusion layer (resumable, logged, deterministic on the CPU)."""

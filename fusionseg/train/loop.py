@@ -1,0 +1,168 @@
+"""The training loop shared by the streams and the fusion layer.
+
+SGD with momentum and weight decay, poly learning-rate decay, mixed precision on CUDA, a tqdm bar,
+a per-iteration log table (`<out>.log.csv`), and resumable checkpoints (`<out>.resume.pt`, atomic)
+holding the model, optimizer, scaler, iteration, log and RNG states. Because each iteration's data
+comes from a generator seeded by (seed, iteration), a resumed CPU run ends with exactly the weights
+of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from fusionseg.errors import InputError
+from fusionseg.io import atomic_file
+from fusionseg.models.checkpoint import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+# iteration -> (model inputs, target): the data of one iteration, independent of the run's history.
+BatchFn = Callable[[int], tuple[tuple[torch.Tensor, ...], torch.Tensor]]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LOG_COLUMNS = ["iteration", "loss", "lr", "images_per_s"]
+
+
+def resume_path(out: Path) -> Path:
+    return out.with_name(out.name + ".resume.pt")
+
+
+def log_path(out: Path) -> Path:
+    return out.with_name(out.name + ".log.csv")
+
+
+def resolve_device(requested: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without one falls back to the CPU with a warning."""
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda":
+        log.warning("CUDA requested but not available; running on the CPU")
+    return torch.device("cpu")
+
+
+def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> float:
+    return base_lr * (1 - iteration / iterations) ** power
+
+
+class Trainer:
+    """Runs `params['iterations']` SGD steps on `model`, resuming from `<out>.resume.pt` if present."""
+
+    def __init__(self, model: nn.Module, params: dict, out: str | Path, device: torch.device) -> None:
+        self.model = model.to(device)
+        self.params = params
+        self.out = Path(out)
+        self.device = device
+        self.use_amp = device.type == "cuda" and params["amp"]
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(
+            trainable, lr=params["lr"], momentum=params["momentum"], weight_decay=params["weight_decay"]
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.iteration = 0
+        self.rows: list[dict] = []
+
+    def fit(self, next_batch: BatchFn, loss_fn: LossFn) -> None:
+        """Train to the last iteration, then write the final checkpoint and log; drop the resume file."""
+        self._resume()
+        total = self.params["iterations"]
+        self.model.train()
+        bar = tqdm(range(self.iteration, total), initial=self.iteration, total=total, desc=f"train {self.out.name}")
+        for iteration in bar:
+            row = self._step(iteration, next_batch, loss_fn)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
+            if (iteration + 1) % self.params["log_every"] == 0:
+                log.info(
+                    "iteration %d/%d loss %.4f lr %.3g %.1f images/s",
+                    row["iteration"], total, row["loss"], row["lr"], row["images_per_s"],
+                )
+            if (iteration + 1) % self.params["checkpoint_every"] == 0 and iteration + 1 < total:
+                self._save_resume()
+        save_checkpoint(self.out, self.model.cpu(), self.params, self.iteration)
+        self._write_log()
+        resume_path(self.out).unlink(missing_ok=True)
+
+    def _step(self, iteration: int, next_batch: BatchFn, loss_fn: LossFn) -> dict:
+        start = time.perf_counter()
+        lr = poly_lr(self.params["lr"], iteration, self.params["iterations"], self.params["lr_power"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, target = next_batch(iteration)
+        inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)
+        target = target.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            output = self.model(*inputs)
+        loss = loss_fn(output.float(), target)
+        if not torch.isfinite(loss):
+            raise InputError(f"{self.out}: training diverged at iteration {iteration} (loss {loss.item()}); lower lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.iteration = iteration + 1
+        elapsed = time.perf_counter() - start
+        row = {"iteration": self.iteration, "loss": float(loss.detach()), "lr": lr, "images_per_s": inputs[0].shape[0] / elapsed}
+        self.rows.append(row)
+        return row
+
+    def _save_resume(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            "config": self.params,
+            "arch": dict(self.model.arch),
+            "log": self.rows,
+            "rng": _rng_states(),
+        }
+        with atomic_file(resume_path(self.out)) as tmp:
+            torch.save(state, tmp)
+        self._write_log()
+
+    def _resume(self) -> None:
+        path = resume_path(self.out)
+        if not path.is_file():
+            return
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a resume file is only a cache: a damaged one restarts training
+            log.warning("%s: unreadable resume file (%s); starting from iteration 0", path, exc)
+            return
+        if state.get("config") != self.params or state.get("arch") != dict(self.model.arch):
+            log.warning("%s: written with other parameters or architecture; starting from iteration 0", path)
+            return
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.iteration, self.rows = state["iteration"], state["log"]
+        _set_rng_states(state["rng"])
+        log.info("%s: resuming at iteration %d", path, self.iteration)
+
+    def _write_log(self) -> None:
+        with atomic_file(log_path(self.out)) as tmp:
+            pd.DataFrame(self.rows, columns=LOG_COLUMNS).to_csv(tmp, index=False)
+
+
+def _rng_states() -> dict:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,87 @@
+"""Training the appearance and motion streams, and the fusion layer on top of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence as SequenceType
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fusionseg.datasets.layout import Sequence
+from fusionseg.errors import InputError
+from fusionseg.models.fusion import FusionModel, log_probabilities
+from fusionseg.models.stream import StreamModel
+from fusionseg.train.data import IGNORE, SampleSource, iteration_generator, sample_batch
+from fusionseg.train.loop import Trainer, resolve_device
+
+
+def pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, target, ignore_index=IGNORE)
+
+
+def train_stream(stream: str, source: SampleSource, params: dict, out: str | Path) -> None:
+    """Train one stream (appearance: RGB frames; motion: flow images) and write its checkpoint."""
+    torch.manual_seed(params["seed"])
+    model = StreamModel(params["backbone"], params["weights"], stream=stream)
+    trainer = Trainer(model, params, out, resolve_device(params["device"]))
+    trainer.fit(lambda iteration: _as_inputs(sample_batch(source, params, iteration)), pixel_cross_entropy)
+
+
+def _as_inputs(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[tuple[torch.Tensor], torch.Tensor]:
+    images, targets = batch
+    return (images,), targets
+
+
+class FusionData:
+    """Annotated frames of the fusion_train sequences with both streams' stored probabilities."""
+
+    def __init__(self, frames_dirs: SequenceType[str | Path], appearance: SequenceType[str | Path], motion: SequenceType[str | Path]):
+        from fusionseg.infer.probs import read_probs
+
+        if not (len(frames_dirs) == len(appearance) == len(motion)):
+            raise InputError(
+                f"train-fusion: {len(frames_dirs)} frame folder(s), {len(appearance)} appearance and "
+                f"{len(motion)} motion probability file(s); the lists must be aligned"
+            )
+        self.frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for frames_dir, app_path, mot_path in zip(frames_dirs, appearance, motion):
+            sequence = Sequence.from_frames_dir(frames_dir)
+            app, mot = read_probs(app_path), read_probs(mot_path)
+            _check_aligned(sequence, app_path, app, mot_path, mot)
+            for index in sorted(sequence.mask_paths()):
+                self.frames.append((app[index], mot[index], sequence.read_mask(index).astype(np.int64)))
+        if not self.frames:
+            raise InputError(f"{', '.join(map(str, frames_dirs))}: no annotated frames to train the fusion on")
+
+    def batch(self, params: dict, iteration: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The fusion is per pixel, so frames of any size are joined into one (1, 2, 1, P) row of pixels."""
+        generator = iteration_generator(params["seed"], iteration)
+        picks = torch.randint(len(self.frames), (params["batch_size"],), generator=generator).tolist()
+        app = torch.cat([torch.from_numpy(self.frames[i][0]).reshape(-1) for i in picks])
+        mot = torch.cat([torch.from_numpy(self.frames[i][1]).reshape(-1) for i in picks])
+        target = torch.cat([torch.from_numpy(self.frames[i][2]).reshape(-1) for i in picks])
+        return (_pixel_row(app), _pixel_row(mot)), target.view(1, 1, -1)
+
+
+def _pixel_row(prob: torch.Tensor) -> torch.Tensor:
+    """P probabilities -> (1, 2, 1, P) log-probabilities, the fusion's input layout."""
+    return log_probabilities(prob.view(1, 1, -1)).view(1, 2, 1, -1)
+
+
+def train_fusion(data: FusionData, params: dict, out: str | Path) -> None:
+    """Train the 24 fusion parameters on stored stream outputs (the streams stay frozen by construction)."""
+    torch.manual_seed(params["seed"])
+    trainer = Trainer(FusionModel(), params, out, resolve_device(params["device"]))
+    trainer.fit(lambda iteration: data.batch(params, iteration), pixel_cross_entropy)
+
+
+def _check_aligned(sequence: Sequence, app_path, app: np.ndarray, mot_path, mot: np.ndarray) -> None:
+    frames = sequence.frame_paths()
+    height, width = sequence.read_frame(0).shape[:2]
+    for path, probs in ((app_path, app), (mot_path, mot)):
+        if probs.shape != (len(frames), height, width):
+            raise InputError(
+                f"{path}: probabilities are {probs.shape} but {sequence.frames_dir} has {len(frames)} frames of {width}x{height}"
+            )
