@@ -158,3 +158,13 @@ def test_importing_the_package_does_not_import_torch_or_h5py():
     code = "import sys, fusionseg.shards, fusionseg.shards.cli; print('torch' in sys.modules, 'h5py' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False False"
+
+
+def test_writer_stores_masks_as_zero_one_and_rejects_mismatched_arrays(tmp_path):
+    sample = make_samples()[0]
+    manifest = write_shards(tmp_path, [Sample(sample.flow, sample.mask * 255, "d", "s", 0, [], "x")])
+    assert set(np.unique(ShardDataset(manifest)[0]["mask"])) <= {0, 1}
+    with pytest.raises(ValueError, match="flow must be uint8"):
+        with ShardWriter(tmp_path / "other", 2) as writer:
+            writer.add(Sample(sample.flow[:-1], sample.mask, "d", "s", 0, [], "x"))
+    assert list((tmp_path / "other").glob("*.h5")) == []

@@ -26,7 +26,8 @@ class ShardDataset(Dataset):
 
     `ds[i]` returns {"image": uint8 (H, W, 3), "mask": uint8 (H, W) in {0, 1}, "dataset": str,
     "sequence": str, "frame": int} plus "rgb" (uint8 (H, W, 3)) when `with_rgb`; `transform` is
-    applied to that dict last.
+    applied to that dict last. With DataLoader workers, pass `persistent_workers=True` so that each
+    worker checksums a shard once per run rather than once per epoch.
     """
 
     def __init__(self, manifest_path: str | os.PathLike, transform: Transform | None = None, with_rgb: bool = False):

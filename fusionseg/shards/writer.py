@@ -85,6 +85,7 @@ class ShardWriter:
 
     def add(self, sample: Sample) -> None:
         """Append one sample, starting a new shard when the current one is full."""
+        _check_sample(sample)
         if self._file is None:
             self._start_shard()
         position = len(self._pending)
@@ -102,7 +103,7 @@ class ShardWriter:
 
     def _write_sample(self, handle: h5py.File, position: int, sample: Sample) -> None:
         group = handle.create_group(sample_key(position))
-        arrays = {"flow": sample.flow, "mask": sample.mask.astype(np.uint8)}
+        arrays = {"flow": sample.flow, "mask": (sample.mask > 0).astype(np.uint8)}
         if sample.rgb is not None:
             arrays["rgb"] = sample.rgb
         for name, array in arrays.items():
@@ -110,7 +111,7 @@ class ShardWriter:
             group.create_dataset(name, data=array, chunks=array.shape, compression=self.compression)
         group.attrs.update(
             dataset=sample.dataset, sequence=sample.sequence, frame=sample.frame,
-            boxes=json.dumps([list(map(int, b)) for b in sample.boxes]), model_sha256=sample.model_sha256,
+            boxes=_boxes_json(sample.boxes), model_sha256=sample.model_sha256,
         )
 
     def _finish_shard(self) -> None:
@@ -153,6 +154,18 @@ def _provenance_row(sample: Sample, shard: str, position: int) -> dict:
     return {
         "shard": shard, "position": position, "dataset": sample.dataset, "sequence": sample.sequence,
         "frame": int(sample.frame), "height": height, "width": width,
-        "boxes": json.dumps([list(map(int, b)) for b in sample.boxes]),
+        "boxes": _boxes_json(sample.boxes),
         "model_sha256": sample.model_sha256, "has_rgb": sample.rgb is not None,
     }
+
+
+def _boxes_json(boxes: list[tuple[int, int, int, int]]) -> str:
+    return json.dumps([[int(v) for v in box] for box in boxes])
+
+
+def _check_sample(sample: Sample) -> None:
+    height, width = sample.mask.shape
+    images = {"flow": sample.flow} if sample.rgb is None else {"flow": sample.flow, "rgb": sample.rgb}
+    for name, image in images.items():
+        if image.dtype != np.uint8 or image.shape != (height, width, 3):
+            raise ValueError(f"{name} must be uint8 ({height}, {width}, 3) like the mask, got {image.dtype} {image.shape}")
