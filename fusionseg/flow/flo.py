@@ -1,7 +1,10 @@
-"""Middlebury .flo files: the interchange format for a single dense flow field.
+"""Single flow fields on disk: Middlebury .flo files and KITTI 16-bit flow PNGs.
 
-Layout (little-endian): the float 202021.25 ("PIEH" as bytes), int32 width, int32 height, then
+.flo layout (little-endian): the float 202021.25 ("PIEH" as bytes), int32 width, int32 height, then
 height*width*2 float32 values, u and v interleaved row by row. Values above 1e9 mark unknown flow.
+
+KITTI PNG: 16-bit, 3 channels (R, G, B) = (u, v, valid) with u, v = (value - 2^15) / 64 pixels,
+valid where the third channel is nonzero.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from fusionseg.errors import InputError
 from fusionseg.io import atomic_file
 
 FLO_TAG = 202021.25
+KITTI_OFFSET = 2.0**15
+KITTI_SCALE = 64.0
 UNKNOWN_FLOW_THRESHOLD = 1e9
 
 
@@ -43,3 +48,47 @@ def write_flo(path: str | Path, flow: np.ndarray) -> None:
             np.array([FLO_TAG], "<f4").tofile(fh)
             np.array([width, height], "<i4").tofile(fh)
             flow.astype("<f4").tofile(fh)
+
+
+def read_kitti_flow(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a KITTI flow PNG: float32 flow (H, W, 2) and the bool validity mask (H, W)."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: flow file not found")
+    data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16 or data.ndim != 3 or data.shape[2] != 3:
+        raise InputError(f"{path}: not a KITTI flow PNG (16-bit, 3 channels)")
+    rgb = data[..., ::-1].astype(np.float32)  # OpenCV returns BGR: u is the last channel read
+    flow = (rgb[..., :2] - KITTI_OFFSET) / KITTI_SCALE
+    return flow, rgb[..., 2] > 0
+
+
+def write_kitti_flow(path: str | Path, flow: np.ndarray, valid: np.ndarray | None = None) -> None:
+    """Write flow (H, W, 2) as a KITTI PNG, atomically; `valid` defaults to every known pixel."""
+    import cv2
+
+    flow = np.asarray(flow, dtype=np.float64)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must have shape (H, W, 2), got {flow.shape}")
+    known = (np.abs(flow) <= UNKNOWN_FLOW_THRESHOLD).all(axis=2)
+    valid = known if valid is None else np.asarray(valid, dtype=bool) & known
+    encoded = np.clip(np.round(flow * KITTI_SCALE + KITTI_OFFSET), 0, 2**16 - 1)
+    encoded[~valid] = 0
+    rgb = np.dstack([encoded, valid]).astype(np.uint16)
+    ok, buf = cv2.imencode(".png", rgb[..., ::-1])
+    if not ok:
+        raise InputError(f"{path}: could not encode KITTI flow PNG")
+    with atomic_file(path) as tmp:
+        buf.tofile(tmp)
+
+
+def read_flow_file(path: str | Path) -> np.ndarray:
+    """Read a .flo or a KITTI .png flow as (H, W, 2); KITTI's invalid pixels become unknown flow."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        return read_flo(path)
+    flow, valid = read_kitti_flow(path)
+    flow[~valid] = np.float32(2 * UNKNOWN_FLOW_THRESHOLD)
+    return flow

@@ -1,0 +1,138 @@
+"""Flow backends behind one interface: the PyTorch TV-L1 and three OpenCV CPU methods.
+
+A backend maps two lists of grey uint8 images (all the same size) to float32 flow (B, H, W, 2).
+Parameters are the method's sub-section of the config's `flow` section, checked against the schema,
+so `--params '{"warps": 5}'` and config.yaml take the same keys and a typo is named.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Callable
+
+import jsonschema
+import numpy as np
+
+from fusionseg.config import load_schema
+from fusionseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+METHODS = ("tvl1", "dis", "farneback", "tvl1-opencv")
+DEVICES = ("auto", "cpu", "cuda")
+
+Backend = Callable[[list[np.ndarray], list[np.ndarray]], np.ndarray]
+
+log = logging.getLogger(__name__)
+
+
+def config_key(method: str) -> str:
+    """The method's sub-section name under `flow` in the config (tvl1-opencv -> tvl1_opencv)."""
+    return method.replace("-", "_")
+
+
+def method_params(method: str, params: dict | str | None = None) -> dict:
+    """The method's parameters: `params` (a dict or JSON text) over the schema defaults, validated."""
+    if method not in METHODS:
+        raise ConfigError(f"flow.method: unknown method '{method}' (choose from {', '.join(METHODS)})")
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--params: not valid JSON ({exc})") from exc
+    params = dict(params or {})
+    schema = load_schema()["properties"]["flow"]["properties"][config_key(method)]
+    allowed = schema["properties"]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"flow.{config_key(method)}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(allowed)})"
+        )
+    filled = {key: spec["default"] for key, spec in allowed.items() if "default" in spec} | params
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(filled))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path)
+        raise ConfigError(f"flow.{config_key(method)}.{key}: {error.message}")
+    return filled
+
+
+def resolve_device(device: str) -> torch.device:
+    """auto picks CUDA when present; asking for CUDA without it is an error, not a silent fallback."""
+    import torch
+
+    if device not in DEVICES:
+        raise ConfigError(f"flow.device: unknown device '{device}' (choose from {', '.join(DEVICES)})")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("flow.device: cuda requested but CUDA is not available (use auto or cpu)")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def make_backend(method: str, params: dict | str | None = None, device: str = "auto") -> Backend:
+    """A callable computing flow for batches of grey image pairs with the given method."""
+    params = method_params(method, params)
+    if method == "tvl1":
+        return _tvl1_backend(params, resolve_device(device))
+    if device == "cuda":
+        log.warning("flow method %s runs on the CPU (OpenCV); --device cuda is ignored", method)
+    single = {"dis": _dis_pair, "farneback": _farneback_pair, "tvl1-opencv": _opencv_tvl1_pair}[method](params)
+    return lambda images0, images1: np.stack([single(a, b) for a, b in zip(images0, images1)])
+
+
+def _tvl1_backend(params: dict, device: torch.device) -> Backend:
+    import torch
+
+    from fusionseg.flow.tvl1 import TVL1Params, tvl1_flow
+
+    solver_params = TVL1Params.from_dict(params)
+
+    def run(images0: list[np.ndarray], images1: list[np.ndarray]) -> np.ndarray:
+        batch0 = torch.from_numpy(np.stack(images0)).to(device, torch.float32).unsqueeze(1)
+        batch1 = torch.from_numpy(np.stack(images1)).to(device, torch.float32).unsqueeze(1)
+        flow = tvl1_flow(batch0, batch1, solver_params)
+        return flow.permute(0, 2, 3, 1).cpu().numpy()
+
+    return run
+
+
+def _dis_pair(params: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    import cv2
+
+    presets = {
+        "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+        "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+        "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+    }
+    solver = cv2.DISOpticalFlow_create(presets[params["preset"]])
+    return lambda a, b: solver.calc(a, b, None)
+
+
+def _farneback_pair(params: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    import cv2
+
+    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(
+            a, b, None, params["pyr_scale"], params["levels"], params["winsize"],
+            params["iterations"], params["poly_n"], params["poly_sigma"], 0,
+        )
+
+    return run
+
+
+def _opencv_tvl1_pair(params: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    import cv2
+
+    solver = cv2.optflow.DualTVL1OpticalFlow_create(
+        scaleStep=params["scale_step"], nscales=params["nscales"], warps=params["warps"]
+    )
+    return lambda a, b: solver.calc(a, b, None)
+
+
+def to_grey(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) to grey uint8 (H, W), the input every backend takes."""
+    import cv2
+
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)

@@ -1,0 +1,116 @@
+"""Flow for whole sequences: N flows for N frames in one HDF5 file, and their colour-coded images.
+
+Convention (FusionSeg's): frame i gets the forward flow i -> i+1, and the last frame, which has no
+successor, gets the backward flow N-1 -> N-2, so every frame has a motion image. The raw flow and its
+colour coding are separate steps, so a change to the colour coding never recomputes flow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from fusionseg.datasets.layout import Sequence, frame_name
+from fusionseg.errors import ConfigError, InputError
+from fusionseg.flow.colour import flow_to_rgb
+from fusionseg.flow.methods import make_backend, method_params, to_grey
+from fusionseg.io import atomic_dir, atomic_file, write_image
+
+CONVENTION = "forward i->i+1; last frame i->i-1"
+NORMALIZATIONS = ("per_frame", "fixed")
+
+
+def frame_pairs(count: int) -> list[tuple[int, int]]:
+    """(source, target) frame indices of the N flows of an N-frame sequence."""
+    if count < 2:
+        raise ValueError(f"flow needs at least 2 frames, got {count}")
+    return [(i, i + 1) for i in range(count - 1)] + [(count - 1, count - 2)]
+
+
+def compute_sequence_flow(
+    frames_dir: str | Path,
+    out_path: str | Path,
+    method: str = "tvl1",
+    params: dict | str | None = None,
+    device: str = "auto",
+    batch_size: int = 4,
+) -> None:
+    """Compute the N flows of the sequence in `frames_dir` and write them to `out_path` (HDF5)."""
+    import h5py
+
+    frames_dir = Path(frames_dir)
+    if batch_size < 1:
+        raise ConfigError(f"flow.batch_size: must be at least 1, got {batch_size}")
+    params = method_params(method, params)
+    frames = Sequence.from_frames_dir(frames_dir).read_frames()
+    if len(frames) < 2:
+        raise InputError(f"{frames_dir}: only {len(frames)} frame; flow needs at least 2")
+    grey = [to_grey(frame) for frame in frames]
+    backend = make_backend(method, params, device)
+    pairs = frame_pairs(len(grey))
+    height, width = grey[0].shape
+    with atomic_file(out_path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            dataset = h5.create_dataset("flow", (len(pairs), height, width, 2), np.float32, chunks=(1, height, width, 2))
+            h5.attrs.update(method=method, params=json.dumps(params, sort_keys=True), convention=CONVENTION)
+            with tqdm(total=len(pairs), desc=f"flow {frames_dir.name}", unit="frame") as progress:
+                for start in range(0, len(pairs), batch_size):
+                    batch = pairs[start : start + batch_size]
+                    flow = backend([grey[i] for i, _ in batch], [grey[j] for _, j in batch])
+                    dataset[start : start + len(batch)] = flow
+                    progress.update(len(batch))
+
+
+def read_flow_h5(path: str | Path) -> np.ndarray:
+    """The raw flow of a sequence as float32 (N, H, W, 2), (u, v) in pixels."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: flow file not found")
+    try:
+        with h5py.File(path, "r") as h5:
+            if "flow" not in h5:
+                raise InputError(f"{path}: no 'flow' dataset (not written by compute-flow)")
+            flow = h5["flow"][()]
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    if flow.ndim != 4 or flow.shape[-1] != 2:
+        raise InputError(f"{path}: 'flow' has shape {flow.shape}, expected (N, H, W, 2)")
+    return flow.astype(np.float32, copy=False)
+
+
+def read_flow_attrs(path: str | Path) -> dict:
+    """The method, parameters (decoded) and convention recorded with a sequence's flow."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        attrs = dict(h5.attrs)
+    attrs["params"] = json.loads(attrs.get("params", "{}"))
+    return attrs
+
+
+def encode_flow(
+    flow_path: str | Path, out_dir: str | Path, normalization: str = "per_frame", max_flow: float | None = None
+) -> int:
+    """Write one colour-coded RGB PNG per frame (00000.png, ...) into `out_dir`; returns the count."""
+    scale = normalizing_maximum(normalization, max_flow)
+    flow = read_flow_h5(flow_path)
+    with atomic_dir(out_dir) as tmp:
+        for index in tqdm(range(len(flow)), desc=f"encode {Path(flow_path).stem}", unit="frame"):
+            write_image(tmp / f"{frame_name(index)}.png", flow_to_rgb(flow[index], scale))
+    return len(flow)
+
+
+def normalizing_maximum(normalization: str, max_flow: float | None) -> float | None:
+    """None for per-frame normalisation, else the fixed magnitude of full saturation (checked)."""
+    if normalization not in NORMALIZATIONS:
+        raise ConfigError(f"flow_rgb.normalization: unknown value '{normalization}' (choose from {', '.join(NORMALIZATIONS)})")
+    if normalization == "per_frame":
+        return None
+    if max_flow is None or not max_flow > 0:
+        raise ConfigError("flow_rgb.max_flow: a positive number is required when normalization is fixed")
+    return float(max_flow)
