@@ -8,6 +8,7 @@ the Jaccard from 2/3 to 1.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import h5py
@@ -93,9 +94,11 @@ def params(**overrides) -> dict:
     return check_params({"shard_size": 2, **overrides})
 
 
-def test_funnel_counts_each_outcome_and_adds_up(weak_video, tmp_path):
+def test_funnel_counts_each_outcome_and_adds_up(weak_video, tmp_path, caplog):
     out = tmp_path / "pseudo"
-    run_bootstrap(weak_video, out, params())
+    with caplog.at_level(logging.INFO, logger="fusionseg.bootstrap"):
+        run_bootstrap(weak_video, out, params())
+    assert "kept 4 of 7 candidate frames (8 frames, 1 without a box)" in caplog.text
     funnel = pd.read_csv(out / "funnel.csv").set_index("sequence")
     assert funnel.loc["alpha", ["frames", "no_box", "candidates", "passed_box_test", "passed_fill_test", "kept"]].tolist() == [5, 1, 4, 3, 2, 1]
     assert funnel.loc["beta", ["frames", "no_box", "candidates", "kept"]].tolist() == [3, 0, 3, 3]
