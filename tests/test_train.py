@@ -22,6 +22,15 @@ from fusionseg.train.streams import FusionData, train_fusion, train_stream
 SIZE = (32, 40)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a machine shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _scene(rng: np.random.Generator, shape=SIZE) -> tuple[np.ndarray, np.ndarray]:
     """A dark textured background with one bright rectangle: the object."""
     image = rng.integers(0, 80, (*shape, 3)).astype(np.uint8)
@@ -58,7 +67,7 @@ class FixedSource:
 
 
 def _params(section: str = "appearance", **overrides) -> dict:
-    base = {"weights": "none", "iterations": 4, "batch_size": 2, "crop_size": 24, "checkpoint_every": 2}
+    base = {"weights": "none", "iterations": 4, "batch_size": 2, "crop_size": 16, "checkpoint_every": 2}
     if section == "fusion":
         base = {"iterations": 4, "batch_size": 2, "checkpoint_every": 2}
     return training_params(json.dumps({**base, **overrides}), section)
@@ -96,7 +105,7 @@ def test_batches_depend_only_on_seed_and_iteration():
     first, again, other = sample_batch(source, params, 5), sample_batch(source, params, 5), sample_batch(source, params, 6)
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     assert not torch.equal(first[0], other[0])
-    assert first[0].shape == (2, 3, 24, 24) and first[1].dtype == torch.long
+    assert first[0].shape == (2, 3, 16, 16) and first[1].dtype == torch.long
 
 
 def test_annotated_frames_use_only_annotated_frames(tmp_path):
@@ -123,17 +132,17 @@ def test_shard_source_reads_the_bootstrap_shards(tmp_path):
     assert len(source) == 3
     assert np.array_equal(source[2][0], pairs[2][0]) and np.array_equal(source[2][1], pairs[2][1])
     images, targets = sample_batch(source, _params("motion"), 0)
-    assert images.shape == (2, 3, 24, 24) and targets.shape == (2, 24, 24)
+    assert images.shape == (2, 3, 16, 16) and targets.shape == (2, 16, 16)
 
 
 def test_tiny_model_overfits_a_few_frames(tmp_path):
-    params = _params(iterations=30, lr=0.01, crop_size=32, scale_range=[1.0, 1.0], hflip=False, checkpoint_every=100)
+    params = _params(iterations=40, lr=0.01, crop_size=24, scale_range=[1.0, 1.0], hflip=False, checkpoint_every=100)
     rng = np.random.default_rng(0)
-    source = [_scene(rng, (32, 32)) for _ in range(2)]
+    source = [_scene(rng, (24, 24)) for _ in range(2)]
     train_stream("appearance", source, params, tmp_path / "a.pt")
     losses = pd.read_csv(tmp_path / "a.pt.log.csv")["loss"].to_numpy()
-    assert len(losses) == 30
-    assert losses[-3:].mean() < 0.3 * losses[:3].mean()
+    assert len(losses) == 40
+    assert losses[-5:].mean() < 0.3 * losses[:3].mean(), losses
 
 
 def test_resume_gives_exactly_the_uninterrupted_weights(tmp_path, monkeypatch):
