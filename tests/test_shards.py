@@ -168,3 +168,27 @@ def test_writer_stores_masks_as_zero_one_and_rejects_mismatched_arrays(tmp_path)
         with ShardWriter(tmp_path / "other", 2) as writer:
             writer.add(Sample(sample.flow[:-1], sample.mask, "d", "s", 0, [], "x"))
     assert list((tmp_path / "other").glob("*.h5")) == []
+
+
+def test_each_shard_is_hashed_once_and_the_record_survives_pickling(tmp_path, monkeypatch):
+    import pickle
+
+    import fusionseg.shards.dataset as dataset_module
+
+    manifest = write_shards(tmp_path, make_samples())
+    calls = []
+    real_check = dataset_module.check_checksum
+    monkeypatch.setattr(dataset_module, "check_checksum", lambda shard, sha: (calls.append(shard.name), real_check(shard, sha)))
+    dataset = ShardDataset(manifest)
+    dataset.verify_all()
+    assert sorted(calls) == ["shard-00000.h5", "shard-00001.h5", "shard-00002.h5"]
+    copy = pickle.loads(pickle.dumps(dataset))  # what a spawned worker receives
+    assert [copy[i]["frame"] for i in range(len(copy))] == [0, 1, 2, 3, 4]
+    assert len(calls) == 3
+
+
+def test_verify_all_names_a_corrupt_shard(tmp_path):
+    manifest = write_shards(tmp_path, make_samples())
+    corrupt_flip(tmp_path / "shards" / "shard-00002.h5")
+    with pytest.raises(InputError, match=r"shard-00002\.h5: checksum mismatch"):
+        ShardDataset(manifest).verify_all()

@@ -1,8 +1,9 @@
 """`ShardDataset`: random access to the samples of a shard manifest, for PyTorch DataLoaders.
 
-HDF5 handles must not cross a fork, so handles (and the record of which shards were checksummed) are
-kept per process id: a DataLoader worker opens its own handles on first use, and verifies each shard's
-SHA-256 once before reading from it.
+HDF5 handles must not cross a fork, so handles are kept per process id: a DataLoader worker opens its
+own on first use. Each shard's SHA-256 is checked once before it is first read; the record of checked
+shards travels with the Dataset into workers (fork or pickle), so calling `verify_all()` in the parent
+before starting workers spares every worker from hashing the shards again.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class ShardDataset(Dataset):
 
     `ds[i]` returns {"image": uint8 (H, W, 3), "mask": uint8 (H, W) in {0, 1}, "dataset": str,
     "sequence": str, "frame": int} plus "rgb" (uint8 (H, W, 3)) when `with_rgb`; `transform` is
-    applied to that dict last. With DataLoader workers, pass `persistent_workers=True` so that each
-    worker checksums a shard once per run rather than once per epoch.
+    applied to that dict last. Shards not checked by `verify_all()` beforehand are checked by each
+    worker that reads them (once per worker; `persistent_workers=True` keeps that once per run).
     """
 
     def __init__(self, manifest_path: str | os.PathLike, transform: Transform | None = None, with_rgb: bool = False):
@@ -41,6 +42,7 @@ class ShardDataset(Dataset):
         self._shard_sha = self.table.groupby("shard")["shard_sha256"].first().to_dict()
         self._rows = self.table[["shard", "position", "dataset", "sequence", "frame"]].to_dict("records")
         self._handles: dict[int, dict[str, h5py.File]] = {}
+        self._verified: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -67,6 +69,11 @@ class ShardDataset(Dataset):
         state["_handles"] = {}
         return state
 
+    def verify_all(self) -> None:
+        """Check the SHA-256 of every shard not checked yet (an InputError names a corrupt one)."""
+        for shard_rel in self._shard_sha:
+            self._verify(shard_rel)
+
     def close(self) -> None:
         """Close the handles this process opened."""
         for handle in self._handles.pop(os.getpid(), {}).values():
@@ -75,10 +82,14 @@ class ShardDataset(Dataset):
     def _handle(self, shard_rel: str) -> h5py.File:
         handles = self._handles.setdefault(os.getpid(), {})
         if shard_rel not in handles:
+            self._verify(shard_rel)
             shard = self.manifest_path.parent / shard_rel
-            check_checksum(shard, self._shard_sha[shard_rel])
             handle = open_shard(shard)
             check_contents(handle, shard, int(self._shard_sizes[shard_rel]))
             handles[shard_rel] = handle
         return handles[shard_rel]
 
+    def _verify(self, shard_rel: str) -> None:
+        if shard_rel not in self._verified:
+            check_checksum(self.manifest_path.parent / shard_rel, self._shard_sha[shard_rel])
+            self._verified.add(shard_rel)
