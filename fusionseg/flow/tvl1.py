@@ -33,7 +33,7 @@ class TVL1Params:
     scale_step: float = 0.5
     min_size: int = 8
     max_levels: int = 5
-    warps: int = 5
+    warps: int = 7
     iterations: int = 50
     median_filter: int = 5
     epsilon: float = 0.005
@@ -102,12 +102,13 @@ def _minimise_linearised(
     warped_image, gradient = warped[:, :1], warped[:, 1:]
     # rho(u) = I1(x + u0) + grad I1 . (u - u0) - I0(x), split into a constant part and a dot product.
     rho_constant = warped_image - image0 - (gradient * flow).sum(1, keepdim=True)
-    inverse_norm = 1.0 / (gradient * gradient).sum(1, keepdim=True).clamp_min(1e-9)
+    negative_inverse_norm = -1.0 / (gradient * gradient).sum(1, keepdim=True).clamp_min(1e-9)
     state = _InnerState(flow, dual)
     tolerance = params.epsilon**2
     for iteration in range(params.iterations):
-        state.step(gradient, rho_constant, inverse_norm, params)
-        if (iteration + 1) % _CONVERGENCE_CHECK_EVERY == 0 and state.converged(tolerance):
+        check = (iteration + 1) % _CONVERGENCE_CHECK_EVERY == 0
+        state.step(gradient, rho_constant, negative_inverse_norm, params, keep_previous=check)
+        if check and state.converged(tolerance):
             break
     return state.flow
 
@@ -126,15 +127,23 @@ class _InnerState:
         self.grad_y = torch.zeros_like(flow)
         self.magnitude = torch.empty_like(flow)
 
-    def step(self, gradient: torch.Tensor, rho_constant: torch.Tensor, inverse_norm: torch.Tensor, params: TVL1Params) -> None:
+    def step(
+        self,
+        gradient: torch.Tensor,
+        rho_constant: torch.Tensor,
+        negative_inverse_norm: torch.Tensor,
+        params: TVL1Params,
+        keep_previous: bool,
+    ) -> None:
         flow, scratch = self.flow, self.scratch
-        torch.mul(gradient, flow, out=scratch)
-        torch.sum(scratch, 1, keepdim=True, out=self.rho)
+        torch.addcmul(rho_constant, gradient[:, :1], flow[:, :1], out=self.rho)
+        self.rho.addcmul_(gradient[:, 1:], flow[:, 1:])
         # The thresholding operator of Zach et al. is the Newton step clamped to [-lambda*theta, lambda*theta].
         threshold = params.lambda_ * params.theta
-        step = self.rho.add_(rho_constant).mul_(inverse_norm).neg_().clamp_(-threshold, threshold)
+        step = self.rho.mul_(negative_inverse_norm).clamp_(-threshold, threshold)
         self._divergence(out=scratch)
-        self.previous.copy_(flow)
+        if keep_previous:
+            self.previous.copy_(flow)
         flow.addcmul_(gradient, step).add_(scratch, alpha=params.theta)
         self._update_dual(params.tau / params.theta)
 
@@ -145,7 +154,7 @@ class _InnerState:
 
     def _divergence(self, out: torch.Tensor) -> None:
         """Backward-difference divergence of (p_x, p_y), the adjoint of the forward gradient."""
-        out.copy_(self.dual_x).add_(self.dual_y)
+        torch.add(self.dual_x, self.dual_y, out=out)
         out[..., 1:].sub_(self.dual_x[..., :-1])
         out[..., 1:, :].sub_(self.dual_y[..., :-1, :])
 
@@ -154,8 +163,7 @@ class _InnerState:
         flow = self.flow
         torch.sub(flow[..., 1:], flow[..., :-1], out=self.grad_x[..., :-1])
         torch.sub(flow[..., 1:, :], flow[..., :-1, :], out=self.grad_y[..., :-1, :])
-        magnitude = torch.mul(self.grad_x, self.grad_x, out=self.magnitude).addcmul_(self.grad_y, self.grad_y)
-        magnitude.sqrt_().mul_(step_ratio).add_(1.0)
+        magnitude = torch.hypot(self.grad_x, self.grad_y, out=self.magnitude).mul_(step_ratio).add_(1.0)
         self.dual_x.add_(self.grad_x, alpha=step_ratio).div_(magnitude)
         self.dual_y.add_(self.grad_y, alpha=step_ratio).div_(magnitude)
 
