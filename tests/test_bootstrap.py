@@ -172,7 +172,7 @@ def test_params_reject_unknown_keys_and_bad_values():
         check_params({"box_iuo": 0.7})
     with pytest.raises(ConfigError, match="bootstrap.max_fill"):
         check_params({"max_fill": 1.5})
-    assert check_params({})["compression"] == "lzf"
+    assert check_params({})["compression"] == "none"
 
 
 def test_cli_end_to_end(weak_video, tmp_path, capsys):

@@ -1,9 +1,16 @@
 """The bootstrap step on files: weak-video sequences in, shards + manifest + funnel + quality out.
 
-Output folder layout (docs/architecture.md, `pseudo/`): `shards/` (see `fusionseg.shards`),
-`funnel.csv`, `quality.csv` (header only when no sequence has ground truth) and `manifest.csv`, which is
-written last: a manifest on disk always describes complete shards. Previous outputs are removed once
-the inputs have been checked, so an interrupted run leaves no stale manifest behind.
+Output folder layout (docs/architecture.md, `pseudo/`):
+- `shards/` (format in `fusionseg.shards`), written as a whole under a temporary name;
+- `funnel.csv`: per sequence and a `total` row: frames, no_box, candidates (frames with a box, which
+  enter the box test), passed_box_test, passed_fill_test, kept (passed the flow test too);
+- `quality.csv`: where ground-truth masks exist, per sequence and a `total` row, over the candidate
+  frames that have a mask: Jaccard in [0, 1] of the binarised prediction (j_before_pruning), of the
+  pruned mask (j_after_pruning) and of the pruned mask on the kept frames only (j_kept). Every figure
+  is a mean over frames; the total row pools the frames of all sequences. Header only without masks;
+- `manifest.csv`, written last: a manifest on disk always describes complete shards.
+Previous outputs are removed once the inputs have been checked, so an interrupted run leaves no stale
+manifest behind.
 """
 
 from __future__ import annotations

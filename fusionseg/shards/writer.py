@@ -16,7 +16,7 @@ import pandas as pd
 from fusionseg.io import atomic_file
 
 SHARD_FORMAT = "fusionseg-shard-1"
-COMPRESSIONS = ("lzf", "gzip", "none")
+COMPRESSIONS = ("none", "lzf", "gzip")
 MANIFEST_COLUMNS = [
     "sample", "shard", "position", "dataset", "sequence", "frame", "height", "width",
     "boxes", "model_sha256", "has_rgb", "shard_sha256", "shard_samples",
@@ -61,7 +61,7 @@ class ShardWriter:
     manifest rows of the completed shards (shard paths relative to `folder`).
     """
 
-    def __init__(self, folder: Path, shard_size: int, compression: str = "lzf") -> None:
+    def __init__(self, folder: Path, shard_size: int, compression: str = "none") -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, not {compression!r}")
         self.folder = Path(folder)
