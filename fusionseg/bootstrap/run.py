@@ -112,6 +112,7 @@ def _bootstrap_sequence(
     stages = []
     truth_paths = item.sequence.mask_paths()
     for index, prob, flow_rgb in _frames(item):
+        # Boxes are clipped to the image; one wholly outside it covers no pixel, so it is dropped.
         boxes = [b for b in (clip_box(b, *prob.shape) for b in item.boxes.get(index, [])) if b is not None]
         result = evaluate_frame(prob, flow_rgb, boxes, limits)
         stages.append(result.stage)
