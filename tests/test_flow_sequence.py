@@ -50,7 +50,7 @@ def test_compute_flow_writes_n_flows_with_last_one_backward(tmp_path: Path, meth
     frames = make_sequence(tmp_path)
     out = tmp_path / "flow" / "moving.h5"
     code = main(["compute-flow", "--frames", str(frames), "--out", str(out), "--method", method,
-                 "--device", "cpu", "--batch-size", "3"])
+                 "--device", "cpu", "--batch-size", "3", "--threads", "1"])
     assert code == 0
     flow = read_flow_h5(out)
     assert flow.shape == (4, HEIGHT, WIDTH, 2) and flow.dtype == np.float32

@@ -46,6 +46,7 @@ def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=METHODS, default="tvl1")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="tvl1 only; OpenCV methods run on the CPU")
     parser.add_argument("--params", help="JSON of the method's config section, e.g. '{\"warps\": 5}'")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: their own choice)")
 
 
 def _add_colour_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +54,25 @@ def _add_colour_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-flow", type=float, help="magnitude of full saturation when normalization is fixed")
 
 
+def _set_threads(threads: int | None) -> None:
+    """Match the job's CPU allocation: both libraries otherwise start a thread per core."""
+    if threads is None:
+        return
+    import cv2
+    import torch
+
+    from fusionseg.errors import ConfigError
+
+    if threads < 1:
+        raise ConfigError(f"--threads: must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
 def _compute_flow(args: argparse.Namespace) -> None:
     from fusionseg.flow.sequence import compute_sequence_flow
 
+    _set_threads(args.threads)
     compute_sequence_flow(args.frames, args.out, args.method, args.params, args.device, args.batch_size)
     log.info("wrote %s", args.out)
 
@@ -73,6 +90,7 @@ def _pair_flow(args: argparse.Namespace) -> None:
     from fusionseg.flow.methods import make_backend, to_grey
     from fusionseg.io import read_image
 
+    _set_threads(args.threads)
     image0, image1 = (to_grey(read_image(p)) for p in (args.image0, args.image1))
     if image0.shape != image1.shape:
         raise InputError(

@@ -7,8 +7,10 @@ colour coding are separate steps, so a change to the colour coding never recompu
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -18,6 +20,9 @@ from fusionseg.errors import ConfigError, InputError
 from fusionseg.flow.colour import flow_to_rgb
 from fusionseg.flow.methods import make_backend, method_params, to_grey
 from fusionseg.io import atomic_dir, atomic_file, write_image
+
+if TYPE_CHECKING:
+    import h5py
 
 CONVENTION = "forward i->i+1; last frame i->i-1"
 NORMALIZATIONS = ("per_frame", "fixed")
@@ -66,29 +71,35 @@ def compute_sequence_flow(
 
 def read_flow_h5(path: str | Path) -> np.ndarray:
     """The raw flow of a sequence as float32 (N, H, W, 2), (u, v) in pixels."""
+    with _open_flow(path) as flow:
+        return flow[()].astype(np.float32, copy=False)
+
+
+@contextlib.contextmanager
+def _open_flow(path: str | Path) -> Iterator[h5py.Dataset]:
+    """The checked `flow` dataset of a compute-flow file, open for reading frame by frame."""
     import h5py
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: flow file not found")
     try:
-        with h5py.File(path, "r") as h5:
-            if "flow" not in h5:
-                raise InputError(f"{path}: no 'flow' dataset (not written by compute-flow)")
-            flow = h5["flow"][()]
+        h5 = h5py.File(path, "r")
     except OSError as exc:
         raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
-    if flow.ndim != 4 or flow.shape[-1] != 2:
-        raise InputError(f"{path}: 'flow' has shape {flow.shape}, expected (N, H, W, 2)")
-    return flow.astype(np.float32, copy=False)
+    with h5:
+        if "flow" not in h5:
+            raise InputError(f"{path}: no 'flow' dataset (not written by compute-flow)")
+        flow = h5["flow"]
+        if flow.ndim != 4 or flow.shape[-1] != 2:
+            raise InputError(f"{path}: 'flow' has shape {flow.shape}, expected (N, H, W, 2)")
+        yield flow
 
 
 def read_flow_attrs(path: str | Path) -> dict:
     """The method, parameters (decoded) and convention recorded with a sequence's flow."""
-    import h5py
-
-    with h5py.File(path, "r") as h5:
-        attrs = dict(h5.attrs)
+    with _open_flow(path) as flow:
+        attrs = dict(flow.file.attrs)
     attrs["params"] = json.loads(attrs.get("params", "{}"))
     return attrs
 
@@ -98,11 +109,10 @@ def encode_flow(
 ) -> int:
     """Write one colour-coded RGB PNG per frame (00000.png, ...) into `out_dir`; returns the count."""
     scale = normalizing_maximum(normalization, max_flow)
-    flow = read_flow_h5(flow_path)
-    with atomic_dir(out_dir) as tmp:
+    with _open_flow(flow_path) as flow, atomic_dir(out_dir) as tmp:
         for index in tqdm(range(len(flow)), desc=f"encode {Path(flow_path).stem}", unit="frame"):
             write_image(tmp / f"{frame_name(index)}.png", flow_to_rgb(flow[index], scale))
-    return len(flow)
+        return len(flow)
 
 
 def normalizing_maximum(normalization: str, max_flow: float | None) -> float | None:
