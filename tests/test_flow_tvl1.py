@@ -153,3 +153,14 @@ def test_rubberwhale_epe(shared_data) -> None:
     flow = make_backend("tvl1", {}, "cpu")([grey[0]], [grey[1]])[0]
     valid = (np.abs(truth) < 1e9).all(axis=-1)
     assert np.linalg.norm(flow - truth, axis=-1)[valid].mean() < 0.2
+
+
+def test_device_choice() -> None:
+    from fusionseg.flow.methods import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cuda").type == expected  # falls back to the CPU, with a warning
+    with pytest.raises(ConfigError, match="device"):
+        resolve_device("tpu")

@@ -59,14 +59,14 @@ def method_params(method: str, params: dict | str | None = None) -> dict:
 
 
 def resolve_device(device: str) -> torch.device:
-    """auto picks CUDA when present; asking for CUDA without it is an error, not a silent fallback."""
+    """auto picks CUDA when present; cuda without CUDA falls back to the CPU with a warning, not silently."""
     import torch
 
     if device not in DEVICES:
         raise ConfigError(f"flow.device: unknown device '{device}' (choose from {', '.join(DEVICES)})")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("flow.device: cuda requested but CUDA is not available (use auto or cpu)")
-    if device == "auto":
+        log.warning("flow.device is cuda but CUDA is not available: computing flow on the CPU")
+    if device in ("auto", "cuda"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
 

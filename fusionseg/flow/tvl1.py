@@ -41,6 +41,7 @@ class TVL1Params:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TVL1Params":
+        """From a config section; keys that are not solver parameters are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -83,6 +84,7 @@ def _resize_flow(flow: torch.Tensor, size: torch.Size) -> torch.Tensor:
 
 
 def _solve_level(image0: torch.Tensor, image1: torch.Tensor, flow: torch.Tensor, params: TVL1Params) -> torch.Tensor:
+    """Refine `flow` at one pyramid level: warp, minimise the linearised energy, median-filter; repeat."""
     image1_with_gradient = torch.cat([image1, image_gradient(image1)], dim=1)
     dual = torch.zeros(flow.shape[0], 4, *flow.shape[-2:], device=flow.device)
     for _ in range(params.warps):
