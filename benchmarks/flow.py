@@ -3,7 +3,7 @@
 Ground truth from ../shared/data/flow_gt (Middlebury Dimetrodon, Grove2, RubberWhale; 5 FlyingChairs
 pairs; one KITTI-2015 pair, scored on its valid pixels). Every method runs in the same process at the
 same thread count (torch and OpenCV), so the comparison is fair on a shared machine. Peak memory per
-pair at DAVIS size (854x480) is measured in a fresh subprocess per method (ru_maxrss; tracemalloc
+pair at DAVIS size (854x480) is measured in a fresh subprocess per method (VmHWM; tracemalloc
 does not see torch's allocations). `--gpu` adds batched pairs/s at 854x480 when CUDA is present.
 
     python benchmarks/flow.py [--threads 2] [--gpu]
@@ -117,24 +117,30 @@ def measure_memory(data: Path, threads: int) -> pd.DataFrame:
 
 def memory_probe(spec: str, data: Path) -> None:
     """Child process of measure_memory: run one DAVIS pair, print peak RSS (MB) and time as JSON."""
-    import resource
-
     from fusionseg.flow.methods import make_backend, to_grey
     from fusionseg.io import read_image
 
     method, params = json.loads(spec)
     images = [to_grey(read_image(data / path)) for path in DAVIS_PAIR]
     backend = make_backend(method, params, "cpu")
-    before_mb = _peak_rss_mb(resource)
+    before_mb = _peak_rss_mb()
     start = time.perf_counter()
     backend([images[0]], [images[1]])
     seconds = time.perf_counter() - start
-    peak_mb = _peak_rss_mb(resource)
+    peak_mb = _peak_rss_mb()
     print(json.dumps({"size": "854x480", "peak_rss_mb": peak_mb, "added_by_pair_mb": peak_mb - before_mb, "seconds": seconds}))
 
 
-def _peak_rss_mb(resource) -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM).
+
+    Not getrusage's ru_maxrss: Linux carries it over from the parent through fork and exec, so a
+    child of this (already large) benchmark process would report the parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line (not Linux?)")
 
 
 def measure_gpu(data: Path, batch_size: int, rounds: int) -> pd.DataFrame:

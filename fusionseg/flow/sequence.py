@@ -19,7 +19,7 @@ from fusionseg.datasets.layout import Sequence, frame_name
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.flow.colour import flow_to_rgb
 from fusionseg.flow.methods import make_backend, method_params, to_grey
-from fusionseg.io import atomic_dir, atomic_file, write_image
+from fusionseg.io import atomic_dir, atomic_file, read_image, write_image
 
 if TYPE_CHECKING:
     import h5py
@@ -50,10 +50,7 @@ def compute_sequence_flow(
     if batch_size < 1:
         raise ConfigError(f"flow.batch_size: must be at least 1, got {batch_size}")
     params = method_params(method, params)
-    frames = Sequence.from_frames_dir(frames_dir).read_frames()
-    if len(frames) < 2:
-        raise InputError(f"{frames_dir}: only {len(frames)} frame; flow needs at least 2")
-    grey = [to_grey(frame) for frame in frames]
+    grey = read_grey_frames(frames_dir)
     backend = make_backend(method, params, device)
     pairs = frame_pairs(len(grey))
     height, width = grey[0].shape
@@ -67,6 +64,22 @@ def compute_sequence_flow(
                     flow = backend([grey[i] for i, _ in batch], [grey[j] for _, j in batch])
                     dataset[start : start + len(batch)] = flow
                     progress.update(len(batch))
+
+
+def read_grey_frames(frames_dir: Path) -> list[np.ndarray]:
+    """The sequence's frames as grey uint8, checked: at least 2, all the size of the first."""
+    paths = Sequence.from_frames_dir(frames_dir).frame_paths()
+    if len(paths) < 2:
+        raise InputError(f"{frames_dir}: only {len(paths)} frame; flow needs at least 2")
+    grey = []
+    for path in tqdm(paths, desc=f"read {frames_dir.name}", unit="frame", leave=False):
+        image = to_grey(read_image(path))
+        if grey and image.shape != grey[0].shape:
+            raise InputError(
+                f"{path}: frame is {image.shape[1]}x{image.shape[0]}, but {paths[0].name} is {grey[0].shape[1]}x{grey[0].shape[0]}"
+            )
+        grey.append(image)
+    return grey
 
 
 def read_flow_h5(path: str | Path) -> np.ndarray:
