@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 CONVENTION = "forward i->i+1; last frame i->i-1"
 NORMALIZATIONS = ("per_frame", "fixed")
+
+log = logging.getLogger(__name__)
 
 
 def frame_pairs(count: int) -> list[tuple[int, int]]:
@@ -133,6 +136,8 @@ def normalizing_maximum(normalization: str, max_flow: float | None) -> float | N
     if normalization not in NORMALIZATIONS:
         raise ConfigError(f"flow_rgb.normalization: unknown value '{normalization}' (choose from {', '.join(NORMALIZATIONS)})")
     if normalization == "per_frame":
+        if max_flow is not None:
+            log.warning("flow_rgb.max_flow %s is ignored: normalization is per_frame", max_flow)
         return None
     if max_flow is None or not max_flow > 0:
         raise ConfigError("flow_rgb.max_flow: a positive number is required when normalization is fixed")
