@@ -16,7 +16,7 @@ rule bootstrap:
         funnel=f"{PSEUDO}/funnel.csv",
         quality=f"{PSEUDO}/quality.csv",
     params:
-        out_dir=lambda wildcards, output: parent_dir(output.manifest),
+        out_dir=lambda wildcards, output: str(Path(output.manifest).parent),
         pruning=as_json(config["bootstrap"]),
     log:
         f"{OUT}/logs/bootstrap.log",

@@ -11,6 +11,10 @@ rule synth_frames:
     wildcard_constraints:
         dataset=name_pattern(SYNTHETIC_DATASETS),
     params:
+        # Named in params, not only in wildcards: the between-workflow cache key of compute_flow is built
+        # from its upstream jobs' params, and must differ per dataset and sequence.
+        dataset="{dataset}",
+        sequence="{seq}",
         root=layout_root,
         flags=synth_flags,
     log:
@@ -23,7 +27,7 @@ rule synth_frames:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg synth --out {params.root} --sequence {wildcards.seq} {params.flags} > {log} 2>&1"
+        "python -m fusionseg synth --out {params.root} --sequence {params.sequence} {params.flags} > {log} 2>&1"
 
 
 rule extract_frames:
@@ -33,6 +37,8 @@ rule extract_frames:
         dataset=name_pattern(EXTRACTED_DATASETS),
     params:
         source=lambda wildcards: config["datasets"][wildcards.dataset]["root"],
+        dataset="{dataset}",
+        sequence="{seq}",
         root=layout_root,
         flags=extract_flags,
     log:
@@ -45,7 +51,7 @@ rule extract_frames:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg extract-frames {params.source:q} --sequence {wildcards.seq} --out {params.root} "
+        "python -m fusionseg extract-frames {params.source:q} --sequence {params.sequence} --out {params.root} "
         "{params.flags} > {log} 2>&1"
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start a private one-node SLURM cluster (munged, slurmctld, slurmd) with its files in DIR.
-# Clients reach it with SLURM_CONF=DIR/slurm.conf; tests/slurm/stop_cluster.sh DIR stops exactly the
-# daemons started here (their pid files are in DIR). Needs root and Debian's slurm-wlm and munge.
+# Clients reach it with SLURM_CONF=DIR/slurm.conf and DIR/bin first on PATH; tests/slurm/stop_cluster.sh
+# DIR stops exactly the daemons started here (pid files in DIR). Needs root, slurm-wlm and munge.
 set -euo pipefail
 dir=$(realpath "$1")
 here=$(dirname "$(realpath "$0")")
@@ -31,6 +31,13 @@ rm -f "$dir/fake-gpu0"
 mknod "$dir/fake-gpu0" c 1 3
 echo "NodeName=localhost Name=gpu File=$dir/fake-gpu0" > "$dir/gres.conf"
 export SLURM_CONF="$dir/slurm.conf"
+
+# Snakemake's job step drops every SLURM_* variable (SLURM_CONF too) before its inner srun, which then
+# looks for /etc/slurm/slurm.conf, absent here. A wrapper in DIR/bin (put first on PATH by the test)
+# names this cluster's config for it.
+mkdir -p "$dir/bin"
+printf '#!/bin/sh\nSLURM_CONF=%q exec %q "$@"\n' "$SLURM_CONF" "$(command -v srun)" > "$dir/bin/srun"
+chmod 755 "$dir/bin/srun"
 
 runuser -u munge -- munged --socket="$dir/munge/munge.socket" --pid-file="$dir/munge/munged.pid" \
     --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed" --key-file=/etc/munge/munge.key
