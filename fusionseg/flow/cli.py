@@ -6,8 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from fusionseg.flow.methods import DEVICES, METHODS
-from fusionseg.flow.sequence import NORMALIZATIONS
+from fusionseg.flow.options import DEVICES, METHODS, NORMALIZATIONS
 
 log = logging.getLogger(__name__)
 

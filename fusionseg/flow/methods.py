@@ -16,12 +16,11 @@ import numpy as np
 
 from fusionseg.config import load_schema
 from fusionseg.errors import ConfigError
+from fusionseg.flow.options import DEVICES, METHODS
 
 if TYPE_CHECKING:
     import torch
 
-METHODS = ("tvl1", "dis", "farneback", "tvl1-opencv")
-DEVICES = ("auto", "cpu", "cuda")
 
 Backend = Callable[[list[np.ndarray], list[np.ndarray]], np.ndarray]
 

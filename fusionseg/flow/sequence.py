@@ -20,14 +20,13 @@ from fusionseg.datasets.layout import Sequence, frame_name
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.flow.colour import flow_to_rgb
 from fusionseg.flow.methods import make_backend, method_params, to_grey
+from fusionseg.flow.options import NORMALIZATIONS
 from fusionseg.io import atomic_dir, atomic_file, read_image, write_image
 
 if TYPE_CHECKING:
     import h5py
 
 CONVENTION = "forward i->i+1; last frame i->i-1"
-NORMALIZATIONS = ("per_frame", "fixed")
-
 log = logging.getLogger(__name__)
 
 
