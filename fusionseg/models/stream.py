@@ -33,8 +33,10 @@ class StreamModel(nn.Module):
         self.classifiers = nn.ModuleList(
             nn.Conv2d(self.backbone.out_channels, NUM_CLASSES, 3, padding=d, dilation=d) for d in DILATIONS
         )
+        # Four summed classifiers over 9 x 1280 inputs start with logits of several units at
+        # DeepLab's std 0.01; a smaller start keeps the first steps from chasing that noise.
         for conv in self.classifiers:
-            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.normal_(conv.weight, std=0.001)
             nn.init.zeros_(conv.bias)
 
     def train(self, mode: bool = True) -> "StreamModel":
