@@ -1,21 +1,30 @@
 """Networks: dilated backbones with ImageNet weights, the stream model, the 24-parameter fusion layer."""
 
-from fusionseg.models.backbones import BACKBONES, build_backbone, load_pretrained, shipped_efficientnet_weights
-from fusionseg.models.checkpoint import file_sha256, load_model, read_checkpoint, save_checkpoint
-from fusionseg.models.fusion import FusionModel, log_probabilities
-from fusionseg.models.stream import StreamModel, foreground_probability
+from __future__ import annotations
 
-__all__ = [
-    "BACKBONES",
-    "FusionModel",
-    "StreamModel",
-    "build_backbone",
-    "file_sha256",
-    "foreground_probability",
-    "load_model",
-    "load_pretrained",
-    "log_probabilities",
-    "read_checkpoint",
-    "save_checkpoint",
-    "shipped_efficientnet_weights",
-]
+import importlib
+from typing import Any
+
+# Lazy exports: the CLI looks for `fusionseg.models.cli`, which imports this package, and
+# `fusionseg --help` must not pay for importing torch.
+_EXPORTS = {
+    "BACKBONES": "fusionseg.models.backbones",
+    "build_backbone": "fusionseg.models.backbones",
+    "load_pretrained": "fusionseg.models.backbones",
+    "shipped_efficientnet_weights": "fusionseg.models.backbones",
+    "file_sha256": "fusionseg.models.checkpoint",
+    "load_model": "fusionseg.models.checkpoint",
+    "read_checkpoint": "fusionseg.models.checkpoint",
+    "save_checkpoint": "fusionseg.models.checkpoint",
+    "FusionModel": "fusionseg.models.fusion",
+    "log_probabilities": "fusionseg.models.fusion",
+    "StreamModel": "fusionseg.models.stream",
+    "foreground_probability": "fusionseg.models.stream",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
