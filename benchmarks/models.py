@@ -119,7 +119,7 @@ def write_results(table: pd.DataFrame, args: argparse.Namespace, load_before: tu
         f"after: {', '.join(f'{v:.2f}' for v in load_after)} (the machine is shared: CPU figures are lower bounds).",
         "train = forward + backward + SGD step; infer = forward without grad. Peak RSS per case (own subprocess).",
         "",
-        "Command: `python benchmarks/models.py`",
+        f"Command: `{' '.join(['python', 'benchmarks/models.py', *sys.argv[1:]])}`",
         "",
     ]
     (RESULTS / "models.md").write_text("\n".join(header) + _markdown(shown) + "\n")
