@@ -118,6 +118,7 @@ def write_results(table: pd.DataFrame, args: argparse.Namespace, load_before: tu
         f"Load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; "
         f"after: {', '.join(f'{v:.2f}' for v in load_after)} (the machine is shared: CPU figures are lower bounds).",
         "train = forward + backward + SGD step; infer = forward without grad. Peak RSS per case (own subprocess).",
+        *(["No GPU on this machine: the CUDA rows are absent."] if "cuda" not in set(table["device"]) else []),
         "",
         f"Command: `{' '.join(['python', 'benchmarks/models.py', *sys.argv[1:]])}`",
         "",
