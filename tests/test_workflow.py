@@ -94,16 +94,24 @@ def run_snakemake(
     return result
 
 
-def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
-    """Jobs per rule that a dry run plans (Snakemake's "Job stats" table); {} when nothing is to do."""
+def dry_run(workdir: Path, *targets: str) -> str:
+    """What `snakemake --dry-run` says it would do (jobs, with the reason for each)."""
     output = run_snakemake(workdir, "--dry-run", targets=targets, timeout=DRY_RUN_TIMEOUT_S)
-    text = output.stdout + output.stderr
-    if "Nothing to be done" in text:
+    return output.stdout + output.stderr
+
+
+def job_counts(dry_run_text: str) -> dict[str, int]:
+    """Jobs per rule from a dry run's "Job stats" table; {} when nothing is to do."""
+    if "Nothing to be done" in dry_run_text:
         return {}
-    table = text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    table = dry_run_text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M))
     counts.pop("total", None)
     return {rule: int(n) for rule, n in counts.items()}
+
+
+def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
+    return job_counts(dry_run(workdir, *targets))
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +168,8 @@ def test_tiny_run_writes_every_result(tiny_run: Path) -> None:
 
 
 def test_second_run_does_nothing(tiny_run: Path) -> None:
-    assert planned_jobs(tiny_run) == {}
+    text = dry_run(tiny_run)
+    assert job_counts(text) == {}, text
 
 
 def test_flow_colour_coding_reruns_encode_flow_and_below_only(tiny_run: Path) -> None:
