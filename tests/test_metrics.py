@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
 from fusionseg.cli import main
 from fusionseg.io import write_mask
+from fusionseg.errors import InputError
+from fusionseg.io import read_mask
+from fusionseg.metrics.masks import read_foreground
 from fusionseg.metrics.measures import (
     boundary_f,
     boundary_map,
     boundary_radius,
     decay_bin_edges,
+    dilate_disk,
     disk_footprint,
     frame_scores,
     jaccard,
@@ -95,6 +100,16 @@ def test_radius_and_disk():
     assert np.array_equal(disk_footprint(8), reference_disk(8))
     assert np.array_equal(disk_footprint(1), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=np.uint8))
     assert disk_footprint(8).sum() == 197  # lattice points with dx^2 + dy^2 <= 64
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2, 3, 5, 8, 11, 16])
+def test_segment_dilation_equals_the_disk_dilation(radius):
+    rng = np.random.default_rng(radius)
+    for shape in [(1, 40), (40, 1), (2 * radius + 3, 3 * radius + 5), (61, 47)]:
+        image = (rng.random(shape) < 0.03).astype(np.uint8)
+        image[0, -1] = image[-1, 0] = 1  # pixels on the image edge: nothing dilates in from outside
+        expected = cv2.dilate(image, reference_disk(radius))
+        assert np.array_equal(dilate_disk(image, radius), expected)
 
 
 # --- F edge cases ----------------------------------------------------------------------------------
@@ -199,6 +214,46 @@ def test_statistics_known_values_and_reference():
 
 
 # --- the score command -----------------------------------------------------------------------------
+
+
+def write_png_kinds(folder, labels):
+    """The same labels stored as every PNG kind a scorer meets; palette index 0 is not black."""
+    from PIL import Image
+
+    folder.mkdir()
+    cv2.imwrite(str(folder / "grey8.png"), labels.astype(np.uint8))
+    cv2.imwrite(str(folder / "grey16.png"), labels.astype(np.uint16) * 300)
+    Image.fromarray(labels > 0).save(folder / "grey1.png")
+    palette = Image.fromarray(labels.astype(np.uint8), mode="P")
+    palette.putpalette([200, 10, 10] + [0, 0, 0] * 255)  # index 0 red, every object black
+    palette.save(folder / "palette.png")
+    Image.fromarray(np.dstack([labels.astype(np.uint8) * 40] * 3)).save(folder / "rgb.png")
+    Image.fromarray(np.dstack([labels.astype(np.uint8) * 40] + [np.full(labels.shape, 255, np.uint8)])).save(
+        folder / "grey_alpha.png"
+    )
+    return sorted(folder.iterdir())
+
+
+def test_read_foreground_equals_read_mask_for_every_png_kind(tmp_path):
+    labels = np.zeros((13, 17), dtype=np.int64)
+    labels[2:6, 3:9] = 1
+    labels[7:11, 10:15] = 2
+    labels[0, 0] = 5
+    for path in write_png_kinds(tmp_path / "kinds", labels):
+        foreground = read_foreground(path)
+        assert foreground.dtype == bool
+        assert np.array_equal(foreground, read_mask(path)), path.name
+        assert np.array_equal(foreground, labels > 0), path.name
+
+
+def test_read_foreground_errors_name_the_file(tmp_path):
+    truncated = tmp_path / "truncated.png"
+    write_mask(truncated, square((40, 40), 5, 5, 20))
+    truncated.write_bytes(truncated.read_bytes()[:-30])
+    for path in (truncated, tmp_path / "absent.png"):
+        with pytest.raises(InputError, match=path.name):
+            read_foreground(path)
+
 
 
 def make_sequence(root, name, masks):

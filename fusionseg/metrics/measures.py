@@ -7,11 +7,11 @@ Definitions (official DAVIS toolkit):
   dilated ground-truth boundary / predicted boundary pixels, recall the converse; F = 2PR / (P+R).
 - Per sequence: mean, recall (fraction of frames > 0.5) and decay (first quarter minus last quarter).
 
-Speed comes from two exact shortcuts. (1) Only the window around the objects is processed: outside
-the bounding box of S or G (grown by one pixel) both masks and both boundary maps are zero. (2) The
-dilations are never built: a boundary pixel lies in the other boundary's dilation exactly when one
-of the disk's 2r+1 horizontal runs around it holds a pixel of that boundary, which row-wise prefix
-sums answer with two lookups per run, at the (few) boundary pixels only.
+Speed comes from exact shortcuts, each checked against the straightforward reference in the tests.
+(1) Only the window around the objects is processed: outside the bounding box of S or G (grown by
+one pixel) both masks and both boundary maps are zero. (2) Masks stay 0/1 uint8 images so every
+step is one OpenCV call: a 2x2 morphological gradient gives the boundary map, and the disk dilation
+is decomposed into short one-dimensional dilations (see `dilate_disk`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 
+import cv2
 import numpy as np
 
 BOUNDARY_FRACTION = 0.008
@@ -43,38 +44,29 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
     The last row compares with the east neighbour only, the last column with the south neighbour
     only, and the bottom-right pixel is never boundary.
     """
-    mask = np.asarray(mask, dtype=bool)
-    bmap = np.zeros_like(mask)
-    core = mask[:-1, :-1]
-    bmap[:-1, :-1] = (core != mask[:-1, 1:]) | (core != mask[1:, :-1]) | (core != mask[1:, 1:])
-    bmap[-1, :-1] = mask[-1, :-1] != mask[-1, 1:]
-    bmap[:-1, -1] = mask[:-1, -1] != mask[1:, -1]
-    return bmap
+    return _boundary(_as_binary(mask)).view(bool)
 
 
 def jaccard(pred: np.ndarray, gt: np.ndarray) -> float:
     """Region similarity J of one frame (bool masks of the same shape)."""
-    union = np.count_nonzero(pred | gt)
-    if union == 0:
-        return 1.0
-    return float(np.count_nonzero(pred & gt) / union)
+    return frame_pair_scores(pred, gt, radius=0)[0]
 
 
 def boundary_f(pred: np.ndarray, gt: np.ndarray, radius: int) -> float:
     """Boundary measure F of one frame; `radius` is `boundary_radius(H, W)`."""
+    return frame_pair_scores(pred, gt, radius)[1]
+
+
+def frame_pair_scores(pred: np.ndarray, gt: np.ndarray, radius: int) -> tuple[float, float]:
+    """(J, F) of one frame: bool masks of the same shape, F's tolerance `radius` in pixels."""
+    pred, gt = _as_binary(pred), _as_binary(gt)
     window = _object_window(pred, gt)
     if window is None:
-        return 1.0
-    pred_boundary = boundary_map(pred[window])
-    gt_boundary = boundary_map(gt[window])
-    n_pred = np.count_nonzero(pred_boundary)
-    n_gt = np.count_nonzero(gt_boundary)
-    if n_pred == 0 or n_gt == 0:
-        precision, recall = _precision_recall_without_match(n_pred, n_gt)
-    else:
-        precision = _count_within_disk(pred_boundary, gt_boundary, radius) / float(n_pred)
-        recall = _count_within_disk(gt_boundary, pred_boundary, radius) / float(n_gt)
-    return _f_from(precision, recall)
+        return 1.0, 1.0
+    pred, gt = pred[window], gt[window]
+    intersection = cv2.countNonZero(cv2.bitwise_and(pred, gt))
+    union = cv2.countNonZero(cv2.bitwise_or(pred, gt))
+    return intersection / union, _boundary_f_in_window(pred, gt, radius)
 
 
 def frame_scores(preds: np.ndarray, gts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,9 +74,30 @@ def frame_scores(preds: np.ndarray, gts: np.ndarray) -> tuple[np.ndarray, np.nda
     if preds.shape != gts.shape:
         raise ValueError(f"prediction stack {preds.shape} and ground truth stack {gts.shape} differ")
     radius = boundary_radius(*gts.shape[1:])
-    j_values = np.array([jaccard(p, g) for p, g in zip(preds, gts)], dtype=np.float64)
-    f_values = np.array([boundary_f(p, g, radius) for p, g in zip(preds, gts)], dtype=np.float64)
-    return j_values, f_values
+    scores = [frame_pair_scores(p, g, radius) for p, g in zip(preds, gts)]
+    return np.array([j for j, _ in scores], dtype=np.float64), np.array([f for _, f in scores], dtype=np.float64)
+
+
+def dilate_disk(image: np.ndarray, radius: int) -> np.ndarray:
+    """`cv2.dilate(image, disk_footprint(radius))` of a uint8 image, from one-dimensional dilations.
+
+    The disk is the union of its corner rectangles (half-height h_k, half-width w_k; h rising while
+    w falls), so its dilation is max_k V(h_k) H(w_k) image, with H(w) and V(h) the dilations by a
+    horizontal and a vertical segment. Segments add up (H(a) H(b) = H(a + b)), which lets each
+    H(w_k) grow from the next narrower one and the V's nest (Horner's scheme): only short segments
+    are ever applied, about 3 passes per rectangle instead of one per disk pixel.
+    """
+    corners = _disk_corners(radius)
+    widened = []  # H(w_k) image for every corner, each grown from the next narrower one
+    current, current_half_width = image, 0
+    for _, half_width in reversed(corners):
+        current = _dilate_segment(current, half_width - current_half_width, 0)
+        current_half_width = half_width
+        widened.insert(0, current)
+    nested = widened[-1]  # Horner: nested = max(H(w_k), V(h_k+1 - h_k) nested), tallest corner first
+    for k in reversed(range(len(corners) - 1)):
+        nested = cv2.max(widened[k], _dilate_segment(nested, 0, corners[k + 1][0] - corners[k][0]))
+    return _dilate_segment(nested, 0, corners[0][0])
 
 
 def decay_bin_edges(n_frames: int) -> np.ndarray:
@@ -109,33 +122,68 @@ def sequence_statistics(values: np.ndarray) -> tuple[float, float, float]:
     return mean, recall, decay
 
 
-def _count_within_disk(source: np.ndarray, target: np.ndarray, radius: int) -> int:
-    """Number of `source` pixels with a `target` pixel at a disk offset: |source and dilate(target)|.
+def _as_binary(mask: np.ndarray) -> np.ndarray:
+    """A bool mask as a 0/1 uint8 image, without copying."""
+    return np.asarray(mask, dtype=bool).view(np.uint8)
 
-    The disk is a stack of horizontal runs, |dx| <= isqrt(r^2 - dy^2) for each row offset dy, and
-    whether a run holds a target pixel is a difference of two row-wise prefix sums. The target is
-    padded (radius rows and columns, plus the prefix sum's leading zero column) so every lookup stays
-    inside the array; outside the image there is nothing to match, as with the toolkit's dilation.
+
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """seg2bmap of a 0/1 uint8 mask, as 0/1 uint8.
+
+    A pixel is boundary when the 2x2 block it opens (itself, east, south, south-east) is not uniform:
+    the block's max minus min (a morphological gradient anchored at the top-left). Replicating the
+    border makes the last row's south neighbours copies of itself, so it compares east only; likewise
+    the last column compares south only and the bottom-right pixel never differs.
     """
-    height, width = target.shape
-    padded_width = width + 2 * radius + 1
-    padded = np.zeros((height + 2 * radius, padded_width), dtype=np.int32)
-    padded[radius : radius + height, radius + 1 : radius + 1 + width] = target
-    prefix = np.cumsum(padded, axis=1).ravel()
-    flat = np.flatnonzero(source)
-    centres = (flat // width + radius) * padded_width + (flat % width + radius + 1)
-    row_steps, half_widths = _disk_runs(radius)
-    row_starts = centres[:, None] + row_steps[None, :] * padded_width
-    inside = prefix[row_starts + half_widths[None, :]] - prefix[row_starts - half_widths[None, :] - 1]
-    return int(np.count_nonzero((inside > 0).any(axis=1)))
+    return cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, _BLOCK_2X2, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+
+
+_BLOCK_2X2 = np.ones((2, 2), dtype=np.uint8)
+
+
+def _boundary_f_in_window(pred: np.ndarray, gt: np.ndarray, radius: int) -> float:
+    pred_boundary = _boundary(pred)
+    gt_boundary = _boundary(gt)
+    n_pred = cv2.countNonZero(pred_boundary)
+    n_gt = cv2.countNonZero(gt_boundary)
+    if n_pred == 0 or n_gt == 0:
+        precision, recall = _precision_recall_without_match(n_pred, n_gt)
+    else:
+        precision = _count_overlap(pred_boundary, dilate_disk(gt_boundary, radius)) / float(n_pred)
+        recall = _count_overlap(gt_boundary, dilate_disk(pred_boundary, radius)) / float(n_gt)
+    return _f_from(precision, recall)
+
+
+def _count_overlap(first: np.ndarray, second: np.ndarray) -> int:
+    return cv2.countNonZero(cv2.bitwise_and(first, second))
 
 
 @functools.lru_cache(maxsize=32)
-def _disk_runs(radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row offsets dy of the disk and the half-width of its run on each row."""
-    row_steps = np.arange(-radius, radius + 1)
-    half_widths = np.array([math.isqrt(radius * radius - dy * dy) for dy in row_steps])
-    return row_steps, half_widths
+def _disk_corners(radius: int) -> tuple[tuple[int, int], ...]:
+    """(half-height, half-width) of the disk's corner rectangles, by rising half-height.
+
+    Row offset dy of the disk spans |dx| <= isqrt(r^2 - dy^2); a corner is a row after which that
+    half-width shrinks (and the last row), and the rectangles up to the corners cover the disk.
+    """
+    half_widths = [math.isqrt(radius * radius - dy * dy) for dy in range(radius + 1)]
+    return tuple(
+        (dy, half_widths[dy]) for dy in range(radius + 1) if dy == radius or half_widths[dy + 1] < half_widths[dy]
+    )
+
+
+def _dilate_segment(image: np.ndarray, half_width: int, half_height: int) -> np.ndarray:
+    """Dilation by a horizontal (half_height 0) or vertical (half_width 0) segment; none when both are 0.
+
+    Outside the image nothing is dilated in (OpenCV's default border for dilation), as in the toolkit.
+    """
+    if half_width == 0 and half_height == 0:
+        return image
+    return cv2.dilate(image, _segment(half_width, half_height))
+
+
+@functools.lru_cache(maxsize=64)
+def _segment(half_width: int, half_height: int) -> np.ndarray:
+    return np.ones((2 * half_height + 1, 2 * half_width + 1), dtype=np.uint8)
 
 
 def _precision_recall_without_match(n_pred: int, n_gt: int) -> tuple[int, int]:
@@ -158,14 +206,14 @@ def _object_window(pred: np.ndarray, gt: np.ndarray) -> tuple[slice, slice] | No
 
     One pixel before the box is needed because a background pixel whose south or east neighbour is
     foreground is a boundary pixel; one pixel after keeps the last-row/last-column rule for the
-    image edge only.
+    image edge only. Takes 0/1 uint8 images.
     """
-    rows = np.flatnonzero(pred.any(axis=1) | gt.any(axis=1))
-    if rows.size == 0:
+    boxes = [box for box in (cv2.boundingRect(pred), cv2.boundingRect(gt)) if box[2] > 0]
+    if not boxes:
         return None
-    cols = np.flatnonzero(pred.any(axis=0) | gt.any(axis=0))
     height, width = gt.shape
-    return (
-        slice(max(rows[0] - 1, 0), min(rows[-1] + 2, height)),
-        slice(max(cols[0] - 1, 0), min(cols[-1] + 2, width)),
-    )
+    top = min(y for _, y, _, _ in boxes)
+    left = min(x for x, _, _, _ in boxes)
+    bottom = max(y + h for _, y, _, h in boxes)
+    right = max(x + w for x, _, w, _ in boxes)
+    return slice(max(top - 1, 0), min(bottom + 1, height)), slice(max(left - 1, 0), min(right + 1, width))

@@ -4,7 +4,8 @@ Predictions: PRED_ROOT/<seq>/<frame>.png, any mask PNG (palette or grey; label >
 Ground truth: DAVIS_ROOT/Annotations/480p/<seq>/<frame>.png, possibly sparse: only annotated frames
 are scored. Frame selection `inner` drops the first and last annotated frame (the DAVIS-2016 toolkit
 convention; for dense annotation these are the sequence's first and last frames), `all` keeps all.
-Sequences are scored in parallel threads (PNG decoding, NumPy and OpenCV release the GIL).
+Sequences are scored in parallel threads (PNG decoding and the OpenCV measures release the GIL), each
+reading a frame's two masks just before scoring them, so decoding in one thread overlaps computing in another.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from tqdm import tqdm
 
 from fusionseg.datasets.layout import RESOLUTION, frame_name
 from fusionseg.errors import InputError
-from fusionseg.io import read_mask
-from fusionseg.metrics.measures import frame_scores, sequence_statistics
+from fusionseg.metrics.masks import read_foreground
+from fusionseg.metrics.measures import boundary_radius, frame_pair_scores, sequence_statistics
 
 FRAME_MODES = ("inner", "all")
 SEQUENCE_COLUMNS = ["sequence", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay"]
@@ -81,9 +82,9 @@ def score_sequence(pred_dir: Path, gt_root: Path, sequence: str, mode: str) -> S
         raise InputError(f"{gt_dir}: no frames to score with --frames {mode} ({len(annotated)} annotated)")
     predicted = _numbered_pngs(pred_dir)
     _check_prediction_frames(pred_dir, predicted, frames, _sequence_length(gt_root, sequence, annotated))
-    gts = _read_ground_truth([annotated[i] for i in frames])
-    preds = np.stack([_read_prediction(predicted[i], gts.shape[1:], annotated[i]) for i in frames])
-    j_values, f_values = frame_scores(preds, gts)
+    scores = _score_frames([annotated[i] for i in frames], [predicted[i] for i in frames])
+    j_values = np.array([j for j, _ in scores], dtype=np.float64)
+    f_values = np.array([f for _, f in scores], dtype=np.float64)
     return SequenceScores(sequence, frames, j_values, f_values)
 
 
@@ -165,21 +166,20 @@ def _check_prediction_frames(pred_dir: Path, predicted: dict[int, Path], scored:
         )
 
 
-def _read_ground_truth(paths: list[Path]) -> np.ndarray:
-    masks = [read_mask(p) for p in paths]
-    for path, mask in zip(paths, masks):
-        if mask.shape != masks[0].shape:
-            raise InputError(
-                f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {paths[0].name} is "
-                f"{masks[0].shape[1]}x{masks[0].shape[0]}"
-            )
-    return np.stack(masks)
+def _score_frames(gt_paths: list[Path], pred_paths: list[Path]) -> list[tuple[float, float]]:
+    """(J, F) per frame, each ground-truth and prediction mask read once, just before it is scored."""
+    first_shape = None
+    scores = []
+    for gt_path, pred_path in zip(gt_paths, pred_paths):
+        gt = read_foreground(gt_path)
+        first_shape = first_shape or gt.shape
+        _require_size(gt, first_shape, f"{gt_path}: mask", gt_paths[0].name)
+        pred = read_foreground(pred_path)
+        _require_size(pred, gt.shape, f"{pred_path}: prediction", f"ground truth {gt_path}")
+        scores.append(frame_pair_scores(pred, gt, boundary_radius(*gt.shape)))
+    return scores
 
 
-def _read_prediction(path: Path, shape: tuple[int, ...], gt_path: Path) -> np.ndarray:
-    mask = read_mask(path)
-    if mask.shape != tuple(shape):
-        raise InputError(
-            f"{path}: prediction is {mask.shape[1]}x{mask.shape[0]} but ground truth {gt_path} is {shape[1]}x{shape[0]}"
-        )
-    return mask
+def _require_size(mask: np.ndarray, shape: tuple[int, ...], what: str, other: str) -> None:
+    if mask.shape != shape:
+        raise InputError(f"{what} is {mask.shape[1]}x{mask.shape[0]} but {other} is {shape[1]}x{shape[0]}")
