@@ -49,24 +49,26 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
 
 def jaccard(pred: np.ndarray, gt: np.ndarray) -> float:
     """Region similarity J of one frame (bool masks of the same shape)."""
-    return frame_pair_scores(pred, gt, radius=0)[0]
+    pred, gt = _as_binary(pred), _as_binary(gt)
+    window = _object_window(pred, gt)
+    return 1.0 if window is None else _jaccard_in_window(pred[window], gt[window])
 
 
 def boundary_f(pred: np.ndarray, gt: np.ndarray, radius: int) -> float:
     """Boundary measure F of one frame; `radius` is `boundary_radius(H, W)`."""
-    return frame_pair_scores(pred, gt, radius)[1]
+    pred, gt = _as_binary(pred), _as_binary(gt)
+    window = _object_window(pred, gt)
+    return 1.0 if window is None else _boundary_f_in_window(pred[window], gt[window], radius)
 
 
 def frame_pair_scores(pred: np.ndarray, gt: np.ndarray, radius: int) -> tuple[float, float]:
-    """(J, F) of one frame: bool masks of the same shape, F's tolerance `radius` in pixels."""
+    """(J, F) of one frame, sharing the object window: bool masks of the same shape, F's `radius`."""
     pred, gt = _as_binary(pred), _as_binary(gt)
     window = _object_window(pred, gt)
     if window is None:
         return 1.0, 1.0
     pred, gt = pred[window], gt[window]
-    intersection = cv2.countNonZero(cv2.bitwise_and(pred, gt))
-    union = cv2.countNonZero(cv2.bitwise_or(pred, gt))
-    return intersection / union, _boundary_f_in_window(pred, gt, radius)
+    return _jaccard_in_window(pred, gt), _boundary_f_in_window(pred, gt, radius)
 
 
 def frame_scores(preds: np.ndarray, gts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,6 +138,11 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
 
 
 _BLOCK_2X2 = np.ones((2, 2), dtype=np.uint8)
+
+
+def _jaccard_in_window(pred: np.ndarray, gt: np.ndarray) -> float:
+    """J from counts inside a window that holds the whole union (so the union is not empty)."""
+    return cv2.countNonZero(cv2.bitwise_and(pred, gt)) / cv2.countNonZero(cv2.bitwise_or(pred, gt))
 
 
 def _boundary_f_in_window(pred: np.ndarray, gt: np.ndarray, radius: int) -> float:
