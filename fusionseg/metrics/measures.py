@@ -25,6 +25,7 @@ import numpy as np
 BOUNDARY_FRACTION = 0.008
 DECAY_BINS = 4
 RECALL_THRESHOLD = 0.5
+_BLOCK_2X2 = np.ones((2, 2), dtype=np.uint8)
 
 
 def boundary_radius(height: int, width: int) -> int:
@@ -122,7 +123,7 @@ def sequence_statistics(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def _as_binary(mask: np.ndarray) -> np.ndarray:
-    """A bool mask as a 0/1 uint8 image, without copying."""
+    """A mask as a 0/1 uint8 image (a view, no copy, when it is already bool)."""
     return np.asarray(mask, dtype=bool).view(np.uint8)
 
 
@@ -135,9 +136,6 @@ def _boundary(mask: np.ndarray) -> np.ndarray:
     the last column compares south only and the bottom-right pixel never differs.
     """
     return cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, _BLOCK_2X2, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
-
-
-_BLOCK_2X2 = np.ones((2, 2), dtype=np.uint8)
 
 
 def _jaccard_in_window(pred: np.ndarray, gt: np.ndarray) -> float:
