@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import filecmp
-import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-RUN_TIMEOUT_S = 900
-DRY_RUN_TIMEOUT_S = 180
+from snakemake_support import REPO, dry_run, job_counts, planned_jobs, run_snakemake, write_config
 
 # Two clips: clip000 plays every training role (role_overlap allows it), clip001 is the benchmark.
 TINY_CONFIG = {
@@ -63,57 +59,6 @@ def tiny_config(**sections) -> dict:
     return config
 
 
-def write_config(workdir: Path, config: dict) -> Path:
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def run_snakemake(
-    workdir: Path,
-    *args: str,
-    targets: tuple[str, ...] = (),
-    timeout: float = RUN_TIMEOUT_S,
-    env: dict | None = None,
-) -> subprocess.CompletedProcess:
-    """Snakemake on this repository's Snakefile, in `workdir` with its config.yaml; fails loudly."""
-    command = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(workdir / "config.yaml"),
-        *args,
-        "--", *targets,
-    ]  # fmt: skip
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
-    )
-    if result.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in sorted((workdir / "out" / "logs").rglob("*.log")))
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}\n{logs}")
-    return result
-
-
-def dry_run(workdir: Path, *targets: str) -> str:
-    """What `snakemake --dry-run` says it would do (jobs, with the reason for each)."""
-    output = run_snakemake(workdir, "--dry-run", targets=targets, timeout=DRY_RUN_TIMEOUT_S)
-    return output.stdout + output.stderr
-
-
-def job_counts(dry_run_text: str) -> dict[str, int]:
-    """Jobs per rule from a dry run's "Job stats" table; {} when nothing is to do."""
-    if "Nothing to be done" in dry_run_text:
-        return {}
-    table = dry_run_text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M))
-    counts.pop("total", None)
-    return {rule: int(n) for rule, n in counts.items()}
-
-
-def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
-    return job_counts(dry_run(workdir, *targets))
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished real run of the tiny DAG, with compute_flow stored in a between-workflow cache."""
@@ -143,7 +88,7 @@ def test_shipped_config_plans_every_step(tmp_path) -> None:
     }  # fmt: skip
     assert set(jobs) == every_step
     assert jobs["score"] == 5  # five methods on the one benchmark dataset
-    assert jobs["synth_frames"] == 12
+    assert jobs["synth_frames"] == 52  # 40 short appearance clips + 12 longer ones
 
 
 def test_stage_target_plans_only_its_stage(tmp_path) -> None:

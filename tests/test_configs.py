@@ -1,0 +1,87 @@
+"""The shipped real-data configs: davis-cpu.yaml plans the whole DAG on ../shared/data, and
+davis-gpu.yaml (paths of a cluster) plans the whole DAG on a stand-in tree with its folder layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fusionseg.config import ROLES, check_config, role_sequences
+from snakemake_support import REPO, dry_run, job_counts, write_config
+
+EVERY_STEP = {
+    "compute_flow", "encode_flow", "train_appearance", "infer_appearance", "bootstrap", "train_motion",
+    "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th", "flow_sal", "score",
+    "summarize", "write_roles", "render_report", "all",
+}  # fmt: skip
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((REPO / "configs" / name).read_text())
+
+
+def with_roots(config: dict, roots: dict[str, Path]) -> dict:
+    """The config with each dataset root replaced where `roots` names one (an absolute path)."""
+    for name, entry in config["datasets"].items():
+        if name in roots:
+            entry["root"] = str(roots[name])
+    return config
+
+
+def test_davis_cpu_plans_the_whole_dag_with_disjoint_roles(tmp_path, shared_data) -> None:
+    config = load("davis-cpu.yaml")
+    config = with_roots(config, {n: (REPO / e["root"]).resolve() for n, e in config["datasets"].items() if "root" in e})
+    checked = check_config(config)
+    benchmark = set(role_sequences(checked, "benchmark"))
+    assert {seq for _, seq in benchmark} == {"blackswan", "car-shadow", "motocross-jump", "bmx"}
+    for role in ROLES[:-1]:
+        assert not {seq for _, seq in role_sequences(checked, role)} & {seq for _, seq in benchmark}, role
+    write_config(tmp_path, config)
+    jobs = job_counts(dry_run(tmp_path))
+    assert EVERY_STEP <= set(jobs)
+    assert jobs["extract_frames"] == 7 and jobs["score"] == 10  # 5 methods x 2 benchmark datasets
+
+
+def make_cluster_tree(base: Path, config: dict) -> dict[str, Path]:
+    """Empty stand-ins for the cluster's dataset folders, with the layout each reader lists."""
+    davis = base / "DAVIS"
+    val = ["blackswan", "bmx-trees", "breakdance"]
+    train = ["bear", "bmx-bumps", "boat"]
+    for split, names in (("train", train), ("val", val)):
+        image_set = davis / "ImageSets" / "2016" / f"{split}.txt"
+        image_set.parent.mkdir(parents=True, exist_ok=True)
+        image_set.write_text("".join(f"/JPEGImages/480p/{n}/00000.jpg /Annotations/480p/{n}/00000.png\n" for n in names))
+    for name in train + val + config["datasets"]["davis2017_heldout"]["sequences"]:
+        (davis / "JPEGImages" / "480p" / name).mkdir(parents=True)
+    for name in ("ILSVRC2015_train_00000000", "ILSVRC2015_train_00001000"):
+        (base / "ILSVRC2015" / "Data" / "VID" / "train" / "a" / name).mkdir(parents=True)
+        (base / "ILSVRC2015" / "Annotations" / "VID" / "train" / "a" / name).mkdir(parents=True)
+    for name in ("aeroplane0001", "cat0002"):
+        (base / "youtube-objects" / "JPEGImages" / name).mkdir(parents=True)
+    for name in ("bmx", "frog"):
+        (base / "SegTrackv2" / "JPEGImages" / name).mkdir(parents=True)
+    return {
+        "davis2016_train": davis,
+        "davis2017_heldout": davis,
+        "davis2016_val": davis,
+        "imagenet_vid": base / "ILSVRC2015",
+        "youtube_objects": base / "youtube-objects",
+        "segtrackv2": base / "SegTrackv2",
+    }
+
+
+def test_davis_gpu_plans_the_whole_dag_on_gpus(tmp_path) -> None:
+    config = load("davis-gpu.yaml")
+    assert config["appearance"]["backbone"] == config["motion"]["backbone"] == "resnet101"
+    assert config["appearance"]["weights"].endswith(".pth")
+    config = with_roots(config, make_cluster_tree(tmp_path / "data", config))
+    write_config(tmp_path, config)
+    text = dry_run(tmp_path)
+    jobs = job_counts(text)
+    assert EVERY_STEP <= set(jobs)
+    assert jobs["score"] == 15  # 5 methods x 3 benchmark datasets
+    assert jobs["compute_flow"] == 2 + 15 + 3 + 2 + 2  # weak, fusion and benchmark sequences
+    train_job = text.split("rule train_appearance:", 1)[1].split("\n\n", 1)[0]
+    assert "gpu=1" in train_job and "slurm_partition=gpu" in train_job
