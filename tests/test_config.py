@@ -48,12 +48,12 @@ def test_shipped_config_validates_with_disjoint_roles() -> None:
     assert all(pairs.values())
     flat = [pair for role in ROLES for pair in pairs[role]]
     assert len(flat) == len(set(flat))
-    assert config["flow"]["tvl1"]["warps"] == 5  # schema defaults were filled in
+    assert config["flow"]["tvl1"]["tau"] == 0.25  # schema defaults were filled in
 
 
 def test_validate_config_command(capsys: pytest.CaptureFixture) -> None:
     assert main(["validate-config", str(SHIPPED)]) == 0
-    assert "benchmark: 3 sequence(s)" in capsys.readouterr().out
+    assert "benchmark: 4 sequence(s)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -81,8 +81,8 @@ def test_wrong_key_message_names_the_typo(tmp_path: Path, shipped: dict) -> None
 def test_role_overlap_refused_unless_listed(tmp_path: Path, shipped: dict) -> None:
     shipped["roles"]["benchmark"].append({"dataset": "synth", "sequences": ["clip000"]})
     message = load_error(tmp_path, shipped)
-    assert "appearance_train" in message and "benchmark" in message and "synth/clip000" in message
-    shipped["role_overlap"] = [["benchmark", "appearance_train"]]
+    assert "weak_video" in message and "benchmark" in message and "synth/clip000" in message
+    shipped["role_overlap"] = [["benchmark", "weak_video"]]
     config = load_config(write_config(tmp_path, shipped))
     assert ("synth", "clip000") in role_sequences(config, "benchmark")
 
