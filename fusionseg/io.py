@@ -61,6 +61,22 @@ def _default_permissions(path: Path, mode: int) -> None:
     path.chmod(mode & ~umask)
 
 
+def open_hdf5(path: PathLike, kind: str):
+    """Open an HDF5 file for reading; a clear error naming it when it is missing or not HDF5.
+
+    `kind` says what the file should be ("flow file", "probability file") in the message.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {kind} not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 {kind} ({exc})") from exc
+
+
 def read_image(path: PathLike) -> np.ndarray:
     """Read a colour image as an RGB uint8 array (H, W, 3); a clear error if it is missing or corrupt."""
     path = Path(path)

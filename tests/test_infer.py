@@ -19,13 +19,8 @@ from fusionseg.models.stream import foreground_probability
 SIZE = (27, 35)  # odd on purpose: outputs must keep the exact frame size
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a machine shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models run fastest on one thread, above all on a machine shared with other jobs.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(folder, count=5, seed=0):

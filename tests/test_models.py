@@ -23,13 +23,8 @@ from fusionseg.models.efficientnet import EfficientNetLite0
 from fusionseg.models.resnet import ResNet
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small inputs run fastest on one thread, above all on a machine shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models run fastest on one thread, above all on a machine shared with other jobs.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("size", [(40, 56), (37, 61), (33, 17)])

@@ -22,13 +22,8 @@ from fusionseg.train.streams import FusionData, train_fusion, train_stream
 SIZE = (32, 40)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a machine shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models run fastest on one thread, above all on a machine shared with other jobs.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _scene(rng: np.random.Generator, shape=SIZE) -> tuple[np.ndarray, np.ndarray]:

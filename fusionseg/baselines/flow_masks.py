@@ -36,17 +36,9 @@ def flow_saliency_mask(flow_rgb: np.ndarray) -> np.ndarray:
 
 def write_flow_threshold_masks(flow_path: Path, out_dir: Path) -> int:
     """Flow-Th for every frame of a flow HDF5 (dataset `flow`, (N, H, W, 2)); returns the frame count."""
-    import h5py
+    from fusionseg.flow.sequence import open_flow
 
-    flow_path = Path(flow_path)
-    if not flow_path.is_file():
-        raise InputError(f"{flow_path}: flow file not found")
-    try:
-        h5 = h5py.File(flow_path, "r")
-    except OSError as exc:
-        raise InputError(f"{flow_path}: not a readable HDF5 flow file ({exc})") from exc
-    with h5, atomic_dir(out_dir) as tmp:
-        flows = _flow_dataset(h5, flow_path)
+    with open_flow(flow_path) as flows, atomic_dir(out_dir) as tmp:
         for index in tqdm(range(flows.shape[0]), desc="flow-th", unit="frame", leave=False):
             write_mask(tmp / f"{frame_name(index)}.png", flow_threshold_mask(flows[index]))
         return flows.shape[0]
@@ -59,15 +51,6 @@ def write_flow_saliency_masks(flow_rgb_dir: Path, out_dir: Path) -> int:
         for path in tqdm(paths, desc="flow-sal", unit="frame", leave=False):
             write_mask(tmp / f"{path.stem}.png", flow_saliency_mask(read_image(path)))
     return len(paths)
-
-
-def _flow_dataset(h5, flow_path: Path):
-    if "flow" not in h5:
-        raise InputError(f"{flow_path}: no dataset 'flow'")
-    flows = h5["flow"]
-    if flows.ndim != 4 or flows.shape[-1] != 2 or flows.shape[0] == 0:
-        raise InputError(f"{flow_path}: dataset 'flow' has shape {flows.shape}, expected (N, H, W, 2) with N >= 1")
-    return flows
 
 
 def _numbered_images(folder: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from fusionseg.errors import ConfigError, InputError
 from fusionseg.flow.colour import flow_to_rgb
 from fusionseg.flow.methods import make_backend, method_params, to_grey
 from fusionseg.flow.options import NORMALIZATIONS
-from fusionseg.io import atomic_dir, atomic_file, read_image, write_image
+from fusionseg.io import atomic_dir, atomic_file, open_hdf5, read_image, write_image
 
 if TYPE_CHECKING:
     import h5py
@@ -86,23 +86,14 @@ def read_grey_frames(frames_dir: Path) -> list[np.ndarray]:
 
 def read_flow_h5(path: str | Path) -> np.ndarray:
     """The raw flow of a sequence as float32 (N, H, W, 2), (u, v) in pixels."""
-    with _open_flow(path) as flow:
+    with open_flow(path) as flow:
         return flow[()].astype(np.float32, copy=False)
 
 
 @contextlib.contextmanager
-def _open_flow(path: str | Path) -> Iterator[h5py.Dataset]:
+def open_flow(path: str | Path) -> Iterator[h5py.Dataset]:
     """The checked `flow` dataset of a compute-flow file, open for reading frame by frame."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: flow file not found")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
-    with h5:
+    with open_hdf5(path, "flow file") as h5:
         if "flow" not in h5:
             raise InputError(f"{path}: no 'flow' dataset (not written by compute-flow)")
         flow = h5["flow"]
@@ -113,7 +104,7 @@ def _open_flow(path: str | Path) -> Iterator[h5py.Dataset]:
 
 def read_flow_attrs(path: str | Path) -> dict:
     """The method, parameters (decoded) and convention recorded with a sequence's flow."""
-    with _open_flow(path) as flow:
+    with open_flow(path) as flow:
         attrs = dict(flow.file.attrs)
     attrs["params"] = json.loads(attrs.get("params", "{}"))
     return attrs
@@ -124,7 +115,7 @@ def encode_flow(
 ) -> int:
     """Write one colour-coded RGB PNG per frame (00000.png, ...) into `out_dir`; returns the count."""
     scale = normalizing_maximum(normalization, max_flow)
-    with _open_flow(flow_path) as flow, atomic_dir(out_dir) as tmp:
+    with open_flow(flow_path) as flow, atomic_dir(out_dir) as tmp:
         for index in tqdm(range(len(flow)), desc=f"encode {Path(flow_path).stem}", unit="frame"):
             write_image(tmp / f"{frame_name(index)}.png", flow_to_rgb(flow[index], scale))
         return len(flow)

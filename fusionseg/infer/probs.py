@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_file
+from fusionseg.io import atomic_file, open_hdf5
 
 DATASET = "prob"
 
@@ -47,13 +47,7 @@ def read_probs_attrs(path: str | Path) -> dict[str, str]:
 
 
 def _open(path: str | Path) -> h5py.File:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: probability file not found")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    handle = open_hdf5(path, "probability file")
     if DATASET not in handle or handle[DATASET].ndim != 3:
         handle.close()
         raise InputError(f"{path}: no (N, H, W) dataset '{DATASET}' (not a probability file)")
