@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from fusionseg.config import ROLES, check_config, role_sequences
@@ -41,7 +40,7 @@ def test_davis_cpu_plans_the_whole_dag_with_disjoint_roles(tmp_path, shared_data
     write_config(tmp_path, config)
     jobs = job_counts(dry_run(tmp_path))
     assert EVERY_STEP <= set(jobs)
-    assert jobs["extract_frames"] == 7 and jobs["score"] == 10  # 5 methods x 2 benchmark datasets
+    assert jobs["extract_frames"] == 8 and jobs["score"] == 10  # 5 methods x 2 benchmark datasets
 
 
 def make_cluster_tree(base: Path, config: dict) -> dict[str, Path]:
