@@ -16,8 +16,7 @@ shard's checksum and size as columns shard_sha256 and shard_samples (repeated on
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fusionseg.lazy import lazy_getattr
 
 # Lazy exports: the CLI imports this package to find its `cli` module, and `fusionseg --help` must
 # not pay for importing torch and h5py.
@@ -31,8 +30,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'fusionseg.shards' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
