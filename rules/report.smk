@@ -8,7 +8,7 @@ rule summarize:
     input:
         rules.scores.input,
     output:
-        SUMMARY_CSV,
+        report(SUMMARY_CSV, caption="../report/summary.rst", category="Results"),
     log:
         f"{OUT}/logs/summarize.log",
     benchmark:
@@ -48,7 +48,7 @@ rule render_report:
         masks=[each(masks_dir, BENCHMARK_PAIRS, method) for method in METHODS],
         flow_rgb=each(flow_rgb_dir, BENCHMARK_PAIRS),
     output:
-        REPORT_HTML,
+        report(REPORT_HTML, caption="../report/report.rst", category="Results"),
     params:
         frames_roots=" ".join(f"{d}={OUT}/frames/{d}" for d in BENCHMARK_DATASETS),
         flow_rgb_root=lambda wildcards, input: str(Path(input.flow_rgb[0]).parents[1]),
