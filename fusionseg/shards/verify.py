@@ -8,6 +8,7 @@ import h5py
 import pandas as pd
 
 from fusionseg.errors import InputError
+from fusionseg.io import open_hdf5
 from fusionseg.shards.writer import MANIFEST_COLUMNS, SHARD_FORMAT, file_sha256
 
 REQUIRED_COLUMNS = [c for c in MANIFEST_COLUMNS if c != "sample"]
@@ -52,10 +53,7 @@ def check_contents(handle: h5py.File, shard: Path, expected_samples: int) -> Non
 
 
 def open_shard(shard: Path) -> h5py.File:
-    try:
-        return h5py.File(shard, "r")
-    except OSError as exc:
-        raise InputError(f"{shard}: not a readable HDF5 shard ({exc})") from exc
+    return open_hdf5(shard, "shard")
 
 
 def verify_manifest(manifest_path: Path) -> pd.DataFrame:
