@@ -57,14 +57,24 @@ def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> fl
 class Trainer:
     """Runs `params['iterations']` SGD steps on `model`, resuming from `<out>.resume.pt` if present."""
 
-    def __init__(self, model: nn.Module, params: dict, out: str | Path, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        params: dict,
+        out: str | Path,
+        device: torch.device,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        """`optimizer` defaults to SGD (momentum, weight decay) over the trainable parameters; a system
+        with other needs (Adam for memory networks) passes its own. Its groups' learning rates follow
+        the poly schedule, each scaled by the group's `lr_scale` (default 1)."""
         self.model = model.to(device)
         self.params = params
         self.out = Path(out)
         self.device = device
         self.use_amp = device.type == "cuda" and params["amp"]
         trainable = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(
+        self.optimizer = optimizer or torch.optim.SGD(
             trainable, lr=params["lr"], momentum=params["momentum"], weight_decay=params["weight_decay"]
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -95,7 +105,7 @@ class Trainer:
         start = time.perf_counter()
         lr = poly_lr(self.params["lr"], iteration, self.params["iterations"], self.params["lr_power"])
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         inputs, target = next_batch(iteration)
         inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)
         target = target.to(self.device, non_blocking=True)
