@@ -211,3 +211,14 @@ def test_pretrained_efficientnet_classifies_real_frames(shared_data):
     for frame in ("00010.jpg", "00030.jpg"):
         dog = _imagenet_probabilities(model, frames / "dog" / frame)
         assert 151 <= int(dog.argmax()) <= 268
+
+
+@pytest.mark.parametrize("name, weights", [("efficientnet_lite0", "imagenet"), ("resnet50", "none")])
+def test_pyramid_levels_have_the_documented_strides_and_channels(name, weights):
+    backbone = build_backbone(name, weights, dilated=False).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        levels = backbone.pyramid(x)
+        assert torch.equal(levels[-1], backbone.features(x))
+    assert [level.shape[1] for level in levels] == list(backbone.pyramid_channels)
+    assert [level.shape[-1] for level in levels] == [48, 24, 12, 6, 3]

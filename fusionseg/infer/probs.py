@@ -1,11 +1,19 @@
-"""The probability files every stream writes (docs/architecture.md):
+"""The probability files every method writes (docs/architecture.md):
 
-    probs/<method>/<dataset>/<seq>.h5: dataset `prob`, float16 (N, H, W) foreground probability in
-    [0, 1], one chunk per frame; attrs `method` and `model_sha256`.
+    probs/<method>/<dataset>/<seq>.h5: dataset `prob`, float16, one chunk per frame, either
+      (N, H, W)     foreground probability in [0, 1] (one object, or all objects merged), or
+      (N, K, H, W)  one probability per object (attr `object_ids`: JSON list of the K mask ids);
+                    the background is 1 - their sum (methods aggregate objects softly, STM-style);
+    attrs `method`, `model_sha256`, and whatever provenance the method adds.
+
+Probabilities are stored at the resolution the network saw; `fusionseg masks` resizes them to the
+source frames' size before thresholding (the official protocol scores at the native resolution).
+Datasets carry a Fletcher-32 checksum per chunk, which h5py verifies on every read.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -19,16 +27,35 @@ DATASET = "prob"
 
 
 def write_probs(
-    path: str | Path, batches: Iterable[np.ndarray], frames: int, size: tuple[int, int], method: str, model_sha256: str
+    path: str | Path,
+    batches: Iterable[np.ndarray],
+    frames: int,
+    size: tuple[int, int],
+    method: str,
+    model_sha256: str,
+    object_ids: list[int] | None = None,
+    attrs: dict[str, str] | None = None,
 ) -> None:
-    """Write `frames` probabilities of `size` (H, W), arriving in batches of (B, H, W), atomically."""
+    """Write `frames` probability maps of `size` (H, W), arriving in batches, atomically.
+
+    Batches are (B, H, W), or (B, K, H, W) with `object_ids` naming the K objects.
+    """
     path = Path(path)
+    per_frame = (len(object_ids), *size) if object_ids is not None else tuple(size)
     with atomic_file(path) as tmp, h5py.File(tmp, "w") as handle:
-        data = handle.create_dataset(DATASET, shape=(frames, *size), dtype=np.float16, chunks=(1, *size))
+        data = handle.create_dataset(
+            DATASET, shape=(frames, *per_frame), dtype=np.float16, chunks=(1, *per_frame), fletcher32=True
+        )
         handle.attrs["method"] = method
         handle.attrs["model_sha256"] = model_sha256
+        if object_ids is not None:
+            handle.attrs["object_ids"] = json.dumps([int(i) for i in object_ids])
+        for key, value in (attrs or {}).items():
+            handle.attrs[key] = value
         written = 0
         for batch in batches:
+            if batch.shape[1:] != per_frame:
+                raise InputError(f"{path}: got probabilities of shape {batch.shape[1:]}, expected {per_frame}")
             data[written : written + len(batch)] = np.clip(batch, 0, 1).astype(np.float16)
             written += len(batch)
         if written != frames:
@@ -36,9 +63,19 @@ def write_probs(
 
 
 def read_probs(path: str | Path) -> np.ndarray:
-    """All probabilities of a file as float32 (N, H, W)."""
+    """All probabilities of a file as float32: (N, H, W), or (N, K, H, W) for per-object files."""
     with _open(path) as handle:
-        return handle[DATASET][()].astype(np.float32)
+        try:
+            return handle[DATASET][()].astype(np.float32)
+        except OSError as exc:  # a failed Fletcher-32 check or an unreadable chunk
+            raise InputError(f"{path}: damaged probability data ({exc})") from exc
+
+
+def read_object_ids(path: str | Path) -> list[int] | None:
+    """The object ids of a per-object probability file; None for a single-foreground file."""
+    with _open(path) as handle:
+        text = handle.attrs.get("object_ids")
+    return None if text is None else [int(i) for i in json.loads(text)]
 
 
 def read_probs_attrs(path: str | Path) -> dict[str, str]:
@@ -48,7 +85,7 @@ def read_probs_attrs(path: str | Path) -> dict[str, str]:
 
 def _open(path: str | Path) -> h5py.File:
     handle = open_hdf5(path, "probability file")
-    if DATASET not in handle or handle[DATASET].ndim != 3:
+    if DATASET not in handle or handle[DATASET].ndim not in (3, 4):
         handle.close()
-        raise InputError(f"{path}: no (N, H, W) dataset '{DATASET}' (not a probability file)")
+        raise InputError(f"{path}: no (N, H, W) or (N, K, H, W) dataset '{DATASET}' (not a probability file)")
     return handle

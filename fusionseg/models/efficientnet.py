@@ -33,6 +33,9 @@ STAGES = (
 # The TensorFlow checkpoints these weights come from use BatchNorm epsilon 1e-3.
 BN_EPS = 1e-3
 HEAD_CHANNELS = 1280
+# Blocks ending a resolution level (the last block of stages 1, 2, 3 and 5) and their channels, then the head.
+_LEVEL_ENDS = (0, 2, 4, 10)
+PYRAMID_CHANNELS = (16, 24, 40, 112, HEAD_CHANNELS)
 MEAN = (127.5, 127.5, 127.5)
 STD = (128.0, 128.0, 128.0)
 
@@ -93,6 +96,7 @@ class EfficientNetLite0(nn.Module):
     mean = MEAN
     std = STD
     out_channels = HEAD_CHANNELS
+    pyramid_channels = PYRAMID_CHANNELS
 
     def __init__(self, dilated: bool = True, num_classes: int | None = None) -> None:
         super().__init__()
@@ -109,6 +113,19 @@ class EfficientNetLite0(nn.Module):
         for block in self._blocks:
             x = block(x)
         return self.act(self._bn1(self._conv_head(x)))
+
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features at the end of each resolution level, finest first: strides 2, 4, 8, 16 and 32
+        without dilation (channels `PYRAMID_CHANNELS`; the last is the 1280-channel head), for
+        decoders that need skip connections."""
+        x = self.act(self._bn0(self._conv_stem(x)))
+        levels = []
+        for index, block in enumerate(self._blocks):
+            x = block(x)
+            if index in _LEVEL_ENDS:
+                levels.append(x)
+        levels.append(self.act(self._bn1(self._conv_head(x))))
+        return levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fc is None:

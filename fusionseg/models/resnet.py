@@ -48,6 +48,7 @@ class ResNet(nn.Module):
     mean = MEAN
     std = STD
     out_channels = WIDTHS[-1] * EXPANSION
+    pyramid_channels = (64, *(w * EXPANSION for w in WIDTHS))
 
     def __init__(self, depth: str = "resnet101", dilated: bool = True, num_classes: int | None = None) -> None:
         super().__init__()
@@ -87,6 +88,16 @@ class ResNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features at strides 2, 4, 8, 16 and 32 without dilation (stem, layer1..layer4), finest first."""
+        stem = self.relu(self.bn1(self.conv1(x)))
+        levels = [stem]
+        x = self.maxpool(stem)
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            levels.append(x)
+        return levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fc is None:
