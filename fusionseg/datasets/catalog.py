@@ -11,7 +11,10 @@ from pathlib import Path
 
 from fusionseg.errors import ConfigError, InputError
 
-LAYOUTS = ("davis", "segtrackv2", "youtube-objects", "imagenet-vid", "video", "synthetic")
+LAYOUTS = ("davis", "segtrackv2", "youtube-objects", "imagenet-vid", "video", "synthetic", "images", "pascal-voc")
+# Still photos with masks: they train the appearance stream only (no motion) and are one "sequence" each.
+IMAGE_LAYOUTS = ("images", "pascal-voc")
+VOC_SPLITS = ("train", "val", "trainval", "train_aug")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
 
@@ -33,6 +36,8 @@ def list_sequences(name: str, dataset: dict) -> list[str]:
     layout = dataset["layout"]
     if layout == "synthetic":
         available = synthetic_names(dataset.get("synthetic", {}).get("sequences", 8))
+    elif layout in IMAGE_LAYOUTS:
+        available = [_image_set_name(name, dataset)]
     else:
         available = _list_on_disk(name, layout, dataset)
     wanted = dataset.get("sequences")
@@ -115,3 +120,52 @@ def video_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
     return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def image_set_name(layout: str, split: str | None, sbd_root: str | None) -> str:
+    """The one "sequence" of a still-image dataset: its split (pascal-voc) or "images"."""
+    if layout == "images":
+        return "images"
+    return split or ("train_aug" if sbd_root else "train")
+
+
+# Values that mean "not set" for keys the schema fills with a default.
+_UNSET_VALUES = {"images": "images", "masks": "masks", "mask_threshold": 0}
+# Keys that only the other still-image layout reads: setting one is a mistake, not a no-op.
+_FOREIGN_KEYS = {
+    "images": ("split", "sbd_root"),
+    "pascal-voc": ("images", "masks", "list", "mask_threshold", "void_label"),
+}
+
+
+def foreign_image_keys(layout: str, values: dict) -> list[str]:
+    """The keys in `values` that are set but not read by the still-image layout `layout`."""
+    return [k for k in _FOREIGN_KEYS[layout] if values.get(k) is not None and values.get(k) != _UNSET_VALUES.get(k)]
+
+
+def _image_set_name(name: str, dataset: dict) -> str:
+    """Checks what a still-image dataset needs from the folder names alone; returns its one sequence."""
+    layout = dataset["layout"]
+    foreign = foreign_image_keys(layout, dataset)
+    if foreign:
+        raise ConfigError(f"datasets.{name}.{foreign[0]}: not read by layout '{layout}'")
+    if not dataset.get("root"):
+        raise ConfigError(f"datasets.{name}.root: required for layout '{layout}'")
+    root = Path(dataset["root"])
+    if layout == "images":
+        for key in ("images", "masks"):
+            _require_dir(root / dataset.get(key, key), f"datasets.{name}.{key}")
+        return image_set_name(layout, None, None)
+    split, sbd_root = dataset.get("split"), dataset.get("sbd_root")
+    resolved = image_set_name(layout, split, sbd_root)
+    if resolved == "train_aug" and not sbd_root:
+        raise ConfigError(f"datasets.{name}.split: train_aug needs sbd_root (the SBD dataset/ folder)")
+    _require_dir(root / "ImageSets" / "Segmentation", f"datasets.{name}.root")
+    if sbd_root:
+        _require_dir(Path(sbd_root), f"datasets.{name}.sbd_root")
+    return resolved
+
+
+def _require_dir(folder: Path, key: str) -> None:
+    if not folder.is_dir():
+        raise ConfigError(f"{key}: folder '{folder}' does not exist")

@@ -1,4 +1,5 @@
-"""Subcommands of the datasets stage: `extract-frames` (any source -> DAVIS layout) and `synth`."""
+"""Subcommands of the datasets stage: `extract-frames` (any source -> DAVIS layout), `synth`, and
+`extract-images` (a still-image dataset -> its training cache)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from fusionseg.datasets.catalog import LAYOUTS
+from fusionseg.datasets.catalog import IMAGE_LAYOUTS, LAYOUTS, VOC_SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +15,7 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_extract(subparsers)
     _register_synth(subparsers)
+    _register_extract_images(subparsers)
 
 
 def _register_extract(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +25,7 @@ def _register_extract(subparsers: argparse._SubParsersAction) -> None:
         description="Write JPEGImages/480p/SEQ, Annotations/480p/SEQ, Boxes/SEQ.csv and Tables/SEQ.csv under --out.",
     )
     parser.add_argument("source", help="dataset root, or a video file (or folder of videos) for layout video")
-    parser.add_argument("--layout", required=True, choices=[name for name in LAYOUTS if name != "synthetic"])
+    parser.add_argument("--layout", required=True, choices=[n for n in LAYOUTS if n != "synthetic" and n not in IMAGE_LAYOUTS])
     parser.add_argument("--sequence", help="sequence name (for layout video: the file stem, the default)")
     parser.add_argument("--out", required=True, help="output DAVIS-layout root")
     parser.add_argument("--max-side", type=int, help="shrink frames so the longer side is at most this")
@@ -52,6 +54,28 @@ def _register_synth(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_synth)
 
 
+def _register_extract_images(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract-images",
+        help="check a still-image dataset (photos + masks) and write its training cache",
+        description="Check every photo and mask, shrink them to --max-side, and write OUT/manifest.csv and "
+        "OUT/shards/shard-*.h5 (uint8 RGB photos; masks 0 background, 1 object, 255 void), all or nothing.",
+    )
+    parser.add_argument("root", help="folder holding the photo and mask folders (images), or VOC2012 (pascal-voc)")
+    parser.add_argument("--layout", required=True, choices=IMAGE_LAYOUTS)
+    parser.add_argument("--out", required=True, help="cache folder to write")
+    parser.add_argument("--images", help="images layout: photo subfolder of ROOT (default images)")
+    parser.add_argument("--masks", help="images layout: mask subfolder of ROOT (default masks)")
+    parser.add_argument("--list", dest="list", help="images layout: file of stems to use, one per line (relative to ROOT or absolute)")
+    parser.add_argument("--mask-threshold", type=int, help="images layout: mask value > T is object (default 0)")
+    parser.add_argument("--void-label", type=int, help="images layout: mask value V is void, ignored by the loss (e.g. 255)")
+    parser.add_argument("--split", choices=VOC_SPLITS, help="pascal-voc: default train_aug with --sbd-root, else train")
+    parser.add_argument("--sbd-root", help="pascal-voc: SBD's dataset/ folder (img/, cls/, inst/, train.txt, val.txt)")
+    parser.add_argument("--max-side", type=int, help="shrink so the longer side is at most this")
+    parser.add_argument("--shard-size", type=int, default=1024, help="samples per HDF5 shard")
+    parser.set_defaults(handler=_extract_images)
+
+
 def _extract(args: argparse.Namespace) -> None:
     from fusionseg.datasets.readers import open_source
     from fusionseg.datasets.writer import ExtractOptions, write_sequence
@@ -76,3 +100,27 @@ def _synth(args: argparse.Namespace) -> None:
     params = SynthParams(args.frames, args.height, args.width, args.max_objects, args.seed)
     sequence = write_clip(Path(args.out), args.sequence, params)
     log.info("%s: %d synthetic frames -> %s", args.sequence, args.frames, sequence.frames_dir)
+
+
+def _extract_images(args: argparse.Namespace) -> None:
+    from fusionseg.datasets.catalog import foreign_image_keys
+    from fusionseg.datasets.image_cache import write_image_cache
+    from fusionseg.datasets.images import ImageSetOptions, open_image_set
+    from fusionseg.errors import InputError
+
+    keys = {k: getattr(args, k) for k in ("images", "masks", "list", "mask_threshold", "void_label", "split", "sbd_root")}
+    foreign = foreign_image_keys(args.layout, keys)
+    if foreign:
+        raise InputError(f"--{foreign[0].replace('_', '-')}: not read by layout '{args.layout}'")
+    if args.max_side is not None and args.max_side < 16:
+        raise InputError(f"--max-side {args.max_side}: must be at least 16")
+    if args.shard_size < 1:
+        raise InputError(f"--shard-size {args.shard_size}: must be at least 1")
+    options = ImageSetOptions(
+        images=args.images or "images", masks=args.masks or "masks", list_file=args.list,
+        mask_threshold=args.mask_threshold or 0, void_label=args.void_label, split=args.split, sbd_root=args.sbd_root,
+    )  # fmt: skip
+    image_set = open_image_set(args.layout, args.root, options)
+    source = {"layout": args.layout, "root": str(Path(args.root).resolve()), "max_side": args.max_side, **keys}
+    table = write_image_cache(image_set, args.out, args.max_side, args.shard_size, source)
+    log.info("%s: %d images (%s) -> %s", args.root, len(table), image_set.name, args.out)
