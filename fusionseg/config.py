@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from fusionseg.datasets.catalog import IMAGE_LAYOUTS
 from fusionseg.errors import ConfigError
 
 ROLES = ("appearance_train", "weak_video", "fusion_train", "benchmark")
@@ -85,6 +86,12 @@ def check_roles(config: dict, source: str = "config") -> None:
         for entry in config["roles"][role]:
             if entry["dataset"] not in config["datasets"]:
                 raise ConfigError(f"{source}: roles.{role}: dataset '{entry['dataset']}' is not declared under datasets")
+            layout = config["datasets"][entry["dataset"]]["layout"]
+            if role != "appearance_train" and layout in IMAGE_LAYOUTS:
+                raise ConfigError(
+                    f"{source}: roles.{role}: dataset '{entry['dataset']}' has layout '{layout}' (still images, no "
+                    f"motion): it can only be in appearance_train"
+                )
     for name, dataset in config["datasets"].items():
         if dataset["layout"] != "synthetic":
             root = dataset.get("root")

@@ -7,7 +7,8 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     appearance = subparsers.add_parser("train-appearance", help="train the appearance stream on annotated frames")
-    appearance.add_argument("--frames", nargs="+", required=True, metavar="FRAMES_DIR", help="<root>/JPEGImages/480p/<seq> folders; their annotated frames are used")
+    appearance.add_argument("--frames", nargs="+", default=[], metavar="FRAMES_DIR", help="<root>/JPEGImages/480p/<seq> folders; their annotated frames are used")
+    appearance.add_argument("--images", action="append", default=[], metavar="MANIFEST", help="manifest.csv of an image cache written by `fusionseg extract-images` (repeatable)")
     _common_options(appearance, "appearance")
     appearance.set_defaults(handler=_train_appearance)
 
@@ -49,11 +50,16 @@ def _params(args: argparse.Namespace, section: str) -> dict:
 
 
 def _train_appearance(args: argparse.Namespace) -> None:
-    from fusionseg.train.data import AnnotatedFrames
+    from fusionseg.datasets.image_cache import ImageMaskSamples
+    from fusionseg.errors import InputError
+    from fusionseg.train.data import AnnotatedFrames, ConcatSources
     from fusionseg.train.streams import train_stream
 
     params = _params(args, "appearance")
-    train_stream("appearance", AnnotatedFrames(args.frames), params, args.out)
+    if not args.frames and not args.images:
+        raise InputError("train-appearance: give --frames (annotated sequences) and/or --images (image cache manifests)")
+    sources = ([AnnotatedFrames(args.frames)] if args.frames else []) + [ImageMaskSamples(m) for m in args.images]
+    train_stream("appearance", ConcatSources(sources), params, args.out)
 
 
 def _train_motion(args: argparse.Namespace) -> None:
