@@ -22,6 +22,7 @@ validate(config, "fusionseg/schema/config.schema.yaml")
 
 include: "rules/common.smk"
 include: "rules/frames.smk"
+include: "rules/images.smk"
 include: "rules/flow.smk"
 include: "rules/appearance.smk"
 include: "rules/bootstrap.smk"

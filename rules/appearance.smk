@@ -7,9 +7,11 @@ APPEARANCE_TRAIN_PAIRS = sequences_of("appearance_train")
 rule train_appearance:
     input:
         frames=each(frames_dir, APPEARANCE_TRAIN_PAIRS),
+        images=[image_manifest(dataset) for dataset in APPEARANCE_IMAGE_DATASETS],
     output:
         APPEARANCE_MODEL,
     params:
+        sources=appearance_source_flags,
         training=as_json(config["appearance"]),
     log:
         f"{OUT}/logs/train_appearance.log",
@@ -21,7 +23,7 @@ rule train_appearance:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg train-appearance --frames {input.frames} --out {output} --params {params.training:q} "
+        "python -m fusionseg train-appearance {params.sources} --out {output} --params {params.training:q} "
         "--threads {threads} > {log} 2>&1"
 
 

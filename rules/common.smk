@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from fusionseg.config import ROLES, check_config, role_sequences
+from fusionseg.datasets.catalog import IMAGE_LAYOUTS
 
 # Schema defaults filled in and roles checked (datasets declared, no unintended overlap) before any job.
 config.update(check_config(config, source="config"))
@@ -27,13 +28,19 @@ wildcard_constraints:
 
 
 def sequences_of(*roles: str) -> list[tuple[str, str]]:
-    """The (dataset, sequence) pairs of the given roles, without repeats, in config order."""
+    """The video (dataset, sequence) pairs of the given roles, without repeats, in config order.
+
+    Still-image datasets (IMAGE_DATASETS) are left out: they have no frames or flow (rules/images.smk)."""
     pairs = {}
     for role in roles:
-        pairs.update(dict.fromkeys(role_sequences(config, role)))
+        pairs.update(dict.fromkeys(p for p in role_sequences(config, role) if p[0] not in IMAGE_DATASETS))
     return list(pairs)
 
 
+IMAGE_DATASETS = [n for n, d in config["datasets"].items() if d["layout"] in IMAGE_LAYOUTS]
+APPEARANCE_IMAGE_DATASETS = list(
+    dict.fromkeys(e["dataset"] for e in config["roles"]["appearance_train"] if e["dataset"] in IMAGE_DATASETS)
+)
 MOTION_FROM_ANNOTATED = "annotated" in config["motion_sources"]
 FRAME_PAIRS = sequences_of(*ROLES)
 FLOW_PAIRS = sequences_of(
@@ -143,6 +150,28 @@ def extract_flags(wildcards) -> str:
     if dataset["boxes_from_masks"]:
         flags.append("--boxes-from-masks")
     return " ".join(flags)
+
+
+def image_manifest(dataset: str) -> str:
+    return f"{OUT}/images/{dataset}/manifest.csv"
+
+
+def extract_images_flags(wildcards) -> str:
+    """extract-images options of a dataset: only the keys its layout reads (the CLI rejects the others)."""
+    dataset = config["datasets"][wildcards.dataset]
+    flags = [f"--layout {dataset['layout']}"]
+    if dataset["layout"] == "images":
+        flags += [f"--images {shlex.quote(dataset['images'])}", f"--masks {shlex.quote(dataset['masks'])}"]
+        flags.append(f"--mask-threshold {dataset['mask_threshold']}")
+    keys = {"list": "--list", "void_label": "--void-label", "split": "--split", "sbd_root": "--sbd-root", "max_side": "--max-side"}
+    flags += [f"{flag} {shlex.quote(str(dataset[key]))}" for key, flag in keys.items() if dataset.get(key) is not None]
+    return " ".join(flags)
+
+
+def appearance_source_flags(wildcards, input) -> str:
+    """train-appearance's sources: the annotated video sequences and the image caches."""
+    frames = f"--frames {' '.join(input.frames)}" if input.frames else ""
+    return " ".join([frames, *(f"--images {manifest}" for manifest in input.images)]).strip()
 
 
 def flow_rgb_flags() -> str:
