@@ -1,5 +1,6 @@
 """The shipped real-data configs: davis-cpu.yaml plans the whole DAG on ../shared/data, and
-davis-gpu.yaml (paths of a cluster) plans the whole DAG on a stand-in tree with its folder layout."""
+davis-gpu.yaml (paths of a cluster) plans the whole DAG on a stand-in tree with its folder layout
+(DAVIS, ImageNet-VID, YouTube-Objects, SegTrack-v2, PASCAL VOC 2012 and SBD)."""
 
 from __future__ import annotations
 
@@ -47,13 +48,13 @@ def make_cluster_tree(base: Path, config: dict) -> dict[str, Path]:
     """Empty stand-ins for the cluster's dataset folders, with the layout each reader lists."""
     davis = base / "DAVIS"
     val = ["blackswan", "bmx-trees", "breakdance"]
-    train = ["bear", "bmx-bumps", "boat"]
-    for split, names in (("train", train), ("val", val)):
-        image_set = davis / "ImageSets" / "2016" / f"{split}.txt"
-        image_set.parent.mkdir(parents=True, exist_ok=True)
-        image_set.write_text("".join(f"/JPEGImages/480p/{n}/00000.jpg /Annotations/480p/{n}/00000.png\n" for n in names))
-    for name in train + val + config["datasets"]["davis2017_heldout"]["sequences"]:
+    image_set = davis / "ImageSets" / "2016" / "val.txt"
+    image_set.parent.mkdir(parents=True, exist_ok=True)
+    image_set.write_text("".join(f"/JPEGImages/480p/{n}/00000.jpg /Annotations/480p/{n}/00000.png\n" for n in val))
+    for name in val + config["datasets"]["davis2017_heldout"]["sequences"]:
         (davis / "JPEGImages" / "480p" / name).mkdir(parents=True)
+    (base / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (base / "SBD" / "dataset").mkdir(parents=True)
     for name in ("ILSVRC2015_train_00000000", "ILSVRC2015_train_00001000"):
         (base / "ILSVRC2015" / "Data" / "VID" / "train" / "a" / name).mkdir(parents=True)
         (base / "ILSVRC2015" / "Annotations" / "VID" / "train" / "a" / name).mkdir(parents=True)
@@ -62,7 +63,7 @@ def make_cluster_tree(base: Path, config: dict) -> dict[str, Path]:
     for name in ("bmx", "frog"):
         (base / "SegTrackv2" / "JPEGImages" / name).mkdir(parents=True)
     return {
-        "davis2016_train": davis,
+        "voc_train_aug": base / "VOCdevkit" / "VOC2012",
         "davis2017_heldout": davis,
         "davis2016_val": davis,
         "imagenet_vid": base / "ILSVRC2015",
@@ -75,12 +76,16 @@ def test_davis_gpu_plans_the_whole_dag_on_gpus(tmp_path) -> None:
     config = load("davis-gpu.yaml")
     assert config["appearance"]["backbone"] == config["motion"]["backbone"] == "resnet101"
     assert config["appearance"]["weights"].endswith(".pth")
+    assert config["datasets"]["voc_train_aug"]["split"] == "train_aug"
     config = with_roots(config, make_cluster_tree(tmp_path / "data", config))
+    config["datasets"]["voc_train_aug"]["sbd_root"] = str(tmp_path / "data" / "SBD" / "dataset")
     write_config(tmp_path, config)
     text = dry_run(tmp_path)
     jobs = job_counts(text)
-    assert EVERY_STEP <= set(jobs)
+    assert EVERY_STEP | {"extract_images"} <= set(jobs)
+    assert jobs["extract_images"] == 1  # the appearance stream trains on PASCAL VOC train_aug, as in the paper
     assert jobs["score"] == 15  # 5 methods x 3 benchmark datasets
     assert jobs["compute_flow"] == 2 + 15 + 3 + 2 + 2  # weak, fusion and benchmark sequences
     train_job = text.split("rule train_appearance:", 1)[1].split("\n\n", 1)[0]
     assert "gpu=1" in train_job and "slurm_partition=gpu" in train_job
+    assert "images/voc_train_aug/manifest.csv" in train_job
