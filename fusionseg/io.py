@@ -142,6 +142,17 @@ def write_mask(path: PathLike, mask: np.ndarray) -> None:
     buf.tofile(path)
 
 
+def write_labels(path: PathLike, labels: np.ndarray) -> None:
+    """Write object ids (uint8, 0 background, 1..K objects) as an 8-bit grey PNG: the mask format of
+    multi-object ground truth and predictions (read back by `read_label_image`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", labels.astype(np.uint8))
+    if not ok:
+        raise InputError(f"{path}: could not encode mask")
+    buf.tofile(path)
+
+
 def _fully_decoded(path: Path, data: np.ndarray) -> bool:
     """OpenCV decodes truncated JPEGs with a grey tail and only a warning; check the end marker."""
     if path.suffix.lower() in (".jpg", ".jpeg"):

@@ -3,7 +3,8 @@
 
 rule flow_th:
     input:
-        flow_h5("{dataset}", "{seq}"),
+        flow=flow_h5("{dataset}", "{seq}"),
+        frames=frames_dir("{dataset}", "{seq}"),
     output:
         directory(masks_dir("flow-th", "{dataset}", "{seq}")),
     log:
@@ -16,12 +17,13 @@ rule flow_th:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg flow-th --flow {input} --out {output} > {log} 2>&1"
+        "python -m fusionseg flow-th --flow {input.flow} --frames {input.frames} --out {output} > {log} 2>&1"
 
 
 rule flow_sal:
     input:
-        flow_rgb_dir("{dataset}", "{seq}"),
+        flow_rgb=flow_rgb_dir("{dataset}", "{seq}"),
+        frames=frames_dir("{dataset}", "{seq}"),
     output:
         directory(masks_dir("flow-sal", "{dataset}", "{seq}")),
     log:
@@ -34,7 +36,7 @@ rule flow_sal:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg flow-sal --flow-rgb {input} --out {output} > {log} 2>&1"
+        "python -m fusionseg flow-sal --flow-rgb {input.flow_rgb} --frames {input.frames} --out {output} > {log} 2>&1"
 
 
 rule baselines:

@@ -1,11 +1,13 @@
-"""Binary masks (DAVIS PNGs) from each stream's probabilities: Ours-A, Ours-M and the fused model."""
+"""Binary masks (DAVIS PNGs) at the source's native size from each stream's probabilities: Ours-A, Ours-M, Ours-Joint."""
 
 STREAMS = ("appearance", "motion", "joint")
 
 
 rule threshold_masks:
     input:
-        probs_h5("{stream}", "{dataset}", "{seq}"),
+        probs=probs_h5("{stream}", "{dataset}", "{seq}"),
+        # Its frame table gives the source's native size, at which masks are written and scored.
+        frames=frames_dir("{dataset}", "{seq}"),
     output:
         directory(masks_dir("{stream}", "{dataset}", "{seq}")),
     wildcard_constraints:
@@ -22,7 +24,8 @@ rule threshold_masks:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg masks --probs {input} --out {output} --threshold {params.threshold} > {log} 2>&1"
+        "python -m fusionseg masks --probs {input.probs} --frames {input.frames} --out {output} "
+        "--threshold {params.threshold} > {log} 2>&1"
 
 
 rule masks:

@@ -1,4 +1,5 @@
-"""Scores: J and F per frame and per sequence for every method on every benchmark dataset."""
+"""Scores: J and F per frame and per sequence for every method on every benchmark dataset, against the
+ground truth at its native size (Annotations/source of the frame folders)."""
 
 
 rule score:
@@ -28,7 +29,7 @@ rule score:
         CONDA_ENV
     shell:
         "python -m fusionseg score --pred {params.pred_root} --gt {params.gt_root} --sequences {params.sequences} "
-        "--frames {params.frames} --method {wildcards.method} --dataset {wildcards.dataset} "
+        "--frames {params.frames} --gt-resolution source --method {wildcards.method} --dataset {wildcards.dataset} "
         "--out {output.sequences} > {log} 2>&1"
 
 

@@ -324,7 +324,8 @@ def test_summarize_paper_layout(tmp_path):
     for method, j in [("joint", 0.8), ("flow-th", 0.4), ("custom", 0.5), ("appearance", 0.6)]:
         for seq, offset in [("a", 0.0), ("b", 0.1)]:
             rows.append(dict(sequence=seq, J_mean=j + offset, J_recall=1.0, J_decay=0.0, F_mean=j, F_recall=1.0,
-                             F_decay=0.0, method=method, dataset="davis", frames="inner", n_frames=3))
+                             F_decay=0.0, method=method, dataset="davis", frames="inner", protocol="unsupervised",
+                             n_frames=3))
     scores = tmp_path / "scores.csv"
     pd.DataFrame(rows).to_csv(scores, index=False)
     out = tmp_path / "summary.csv"

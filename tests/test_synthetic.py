@@ -86,7 +86,7 @@ def test_same_seed_and_name_give_identical_bytes_other_names_differ(tmp_path: Pa
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files_a) == 3 * 12 + 2
+    assert len(files_a) == 4 * 12 + 2  # frame, mask, native-size mask, flow per frame; boxes and table
     for relative in files_a:
         assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes(), relative
     other = render_clip("clip004", SynthParams(12, 96, 128, 2, 2017))

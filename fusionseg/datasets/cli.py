@@ -51,6 +51,8 @@ def _register_synth(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--max-objects", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-merge-objects", dest="merge_objects", action="store_false",
+                        help="write the objects' ids 1..K as the masks' grey values instead of 0/255")
     parser.set_defaults(handler=_synth)
 
 
@@ -98,7 +100,7 @@ def _synth(args: argparse.Namespace) -> None:
     if args.frames < 2 or args.height < 32 or args.width < 32 or args.max_objects < 1:
         raise InputError("synth: needs --frames >= 2, --height and --width >= 32, --max-objects >= 1")
     params = SynthParams(args.frames, args.height, args.width, args.max_objects, args.seed)
-    sequence = write_clip(Path(args.out), args.sequence, params)
+    sequence = write_clip(Path(args.out), args.sequence, params, args.merge_objects)
     log.info("%s: %d synthetic frames -> %s", args.sequence, args.frames, sequence.frames_dir)
 
 

@@ -2,11 +2,14 @@
 
     <root>/JPEGImages/480p/<seq>/00000.jpg   frames, numbered from 0, five digits
     <root>/Annotations/480p/<seq>/00000.png  binary masks (0 / 255); may be sparse (annotated frames only)
+    <root>/Annotations/source/<seq>/00000.png the same masks at the source's native size (what is scored)
     <root>/Boxes/<seq>.csv                   per-frame boxes: frame, x0, y0, x1, y1 (pixels; x1, y1 exclusive)
-    <root>/Tables/<seq>.csv                  frame table: index, source, width, height, annotated
+    <root>/Tables/<seq>.csv                  frame table: index, source, width, height, annotated,
+                                             source_width, source_height (the native size)
     <root>/Flow/<seq>/00000.flo              ground-truth forward flow (synthetic data only)
 
-The folder is called 480p whatever the frames' real size, as DAVIS tools expect.
+The folder is called 480p whatever the frames' real size, as DAVIS tools expect. Frames may be shrunk
+(max_side) for the networks; results are scored against Annotations/source at the native size.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from fusionseg.errors import InputError
 from fusionseg.io import read_image, read_mask
 
 RESOLUTION = "480p"
+SOURCE_RESOLUTION = "source"
 BOX_COLUMNS = ["frame", "x0", "y0", "x1", "y1"]
-TABLE_COLUMNS = ["index", "source", "width", "height", "annotated"]
+TABLE_COLUMNS = ["index", "source", "width", "height", "annotated", "source_width", "source_height"]
 
 
 def frame_name(index: int) -> str:
@@ -55,6 +59,10 @@ class Sequence:
     @property
     def masks_dir(self) -> Path:
         return self.root / "Annotations" / self.resolution / self.name
+
+    @property
+    def source_masks_dir(self) -> Path:
+        return self.root / "Annotations" / SOURCE_RESOLUTION / self.name
 
     @property
     def boxes_path(self) -> Path:
@@ -122,7 +130,16 @@ class Sequence:
     def table(self) -> pd.DataFrame:
         if not self.table_path.is_file():
             raise InputError(f"{self.table_path}: frame table not found")
-        return pd.read_csv(self.table_path)
+        table = pd.read_csv(self.table_path)
+        missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+        if missing:
+            raise InputError(f"{self.table_path}: missing column(s) {', '.join(missing)} (re-extract the frames)")
+        return table
+
+    def source_size(self) -> tuple[int, int]:
+        """(width, height) of the source frames, before any resizing for the networks."""
+        first = self.table().iloc[0]
+        return int(first["source_width"]), int(first["source_height"])
 
 
 def list_layout_sequences(root: Path, resolution: str = RESOLUTION) -> list[str]:

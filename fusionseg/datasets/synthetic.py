@@ -24,7 +24,7 @@ import pandas as pd
 
 from fusionseg.datasets.layout import BOX_COLUMNS, TABLE_COLUMNS, Sequence, frame_name
 from fusionseg.datasets.writer import JPEG_QUALITY, mask_box, staged_sequence, write_tables
-from fusionseg.io import write_image, write_mask
+from fusionseg.io import write_image, write_labels, write_mask
 
 _INVERSE_LINEAR = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
 _INVERSE_NEAREST = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
@@ -79,17 +79,27 @@ def render_clip(name: str, params: SynthParams) -> SynthClip:
     return SynthClip(frames, ids, flows, _visible_boxes(ids))
 
 
-def write_clip(out_root: str | Path, name: str, params: SynthParams) -> Sequence:
-    """Render `name` and write it in the DAVIS layout (with Flow/<name>/*.flo), atomically."""
+def write_clip(out_root: str | Path, name: str, params: SynthParams, merge_objects: bool = True) -> Sequence:
+    """Render `name` and write it in the DAVIS layout (with Flow/<name>/*.flo), atomically.
+
+    Masks are 0/255, or with `merge_objects=False` the objects' ids 1..K as grey values (multi-object
+    ground truth). Clips are rendered at their native size, so both annotation folders hold the same.
+    """
     from fusionseg.flow.flo import write_flo
 
     clip = render_clip(name, params)
     with staged_sequence(out_root, name) as staged:
         for t in range(params.frames):
-            write_image(staged.frames_dir / f"{frame_name(t)}.jpg", clip.frames[t], JPEG_QUALITY)
-            write_mask(staged.masks_dir / f"{frame_name(t)}.png", clip.masks[t])
-            write_flo(staged.flow_dir / f"{frame_name(t)}.flo", clip.flows[t])
-        rows = [[t, f"synthetic:{t}", params.width, params.height, True] for t in range(params.frames)]
+            name_t = frame_name(t)
+            write_image(staged.frames_dir / f"{name_t}.jpg", clip.frames[t], JPEG_QUALITY)
+            for folder in (staged.masks_dir, staged.source_masks_dir):
+                if merge_objects:
+                    write_mask(folder / f"{name_t}.png", clip.masks[t])
+                else:
+                    write_labels(folder / f"{name_t}.png", clip.layers[t])
+            write_flo(staged.flow_dir / f"{name_t}.flo", clip.flows[t])
+        size = (params.width, params.height)
+        rows = [[t, f"synthetic:{t}", *size, True, *size] for t in range(params.frames)]
         write_tables(staged, pd.DataFrame(rows, columns=TABLE_COLUMNS), clip.boxes)
     return Sequence(out_root, name)
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from fusionseg.datasets.layout import BOX_COLUMNS, TABLE_COLUMNS, Sequence, frame_name
 from fusionseg.datasets.raw import RawSequence
 from fusionseg.errors import InputError
-from fusionseg.io import write_image
+from fusionseg.io import write_image, write_labels, write_mask
 
 JPEG_QUALITY = 95
 
@@ -62,9 +62,10 @@ def staged_sequence(out_root: str | Path, name: str) -> Iterator[Sequence]:
     try:
         staged = Sequence(stage, name)
         staged.masks_dir.mkdir(parents=True)
+        staged.source_masks_dir.mkdir(parents=True)
         yield staged
         final = Sequence(out_root, name)
-        for attribute in ("masks_dir", "flow_dir", "boxes_path", "table_path", "frames_dir"):
+        for attribute in ("masks_dir", "source_masks_dir", "flow_dir", "boxes_path", "table_path", "frames_dir"):
             _replace(getattr(staged, attribute), getattr(final, attribute))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -120,7 +121,7 @@ def _write_frames_and_masks(
         write_image(staged.frames_dir / f"{frame_name(index)}.jpg", _resize(frame, out_size, cv2.INTER_AREA), JPEG_QUALITY)
         if index in raw.masks:
             labels[index] = _write_mask(raw, index, size, out_size, staged, options.merge_objects)
-        rows.append([index, source, *out_size, index in raw.masks])
+        rows.append([index, source, *out_size, index in raw.masks, *size])
     if len(rows) < 2:
         raise InputError(f"{raw.name}: a sequence needs at least 2 frames, the source has {len(rows)}")
     scale = (out_size[0] / first_size[0], out_size[1] / first_size[1])
@@ -133,14 +134,20 @@ def _write_mask(raw: RawSequence, index: int, size: tuple[int, int], out_size: t
     labels = source.read()
     if (labels.shape[1], labels.shape[0]) != size:
         raise InputError(f"{source.describe()}: mask is {labels.shape[1]}x{labels.shape[0]} but its frame is {size[0]}x{size[1]}")
+    name = f"{frame_name(index)}.png"
+    # The native-size copy is what results are scored against; the resized one trains the networks.
+    _write_labels(staged.source_masks_dir / name, labels, merge)
     labels = _resize(labels, out_size, cv2.INTER_NEAREST)
-    # Merged masks are DAVIS-2016 style 0/255; unmerged ones keep the object ids as grey values.
-    written = np.where(labels > 0, 255, 0).astype(np.uint8) if merge else labels
-    ok, buffer = cv2.imencode(".png", written)
-    if not ok:
-        raise InputError(f"{source.describe()}: could not encode the mask")
-    buffer.tofile(staged.masks_dir / f"{frame_name(index)}.png")
+    _write_labels(staged.masks_dir / name, labels, merge)
     return labels
+
+
+def _write_labels(path: Path, labels: np.ndarray, merge: bool) -> None:
+    """Merged masks are DAVIS-2016 style 0/255; unmerged ones keep the object ids as grey values."""
+    if merge:
+        write_mask(path, labels > 0)
+    else:
+        write_labels(path, labels)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:

@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     masks.add_argument("--probs", required=True, metavar="H5")
     masks.add_argument("--out", required=True, metavar="MASK_DIR")
     masks.add_argument("--threshold", type=float, default=0.5, help="foreground where probability > threshold")
+    masks.add_argument(
+        "--frames", metavar="FRAMES_DIR",
+        help="the sequence's frame folder: masks are written at its source's native size (bilinear "
+        "upsampling of the probabilities, then the threshold); default: the probabilities' own size",
+    )
     masks.set_defaults(handler=_masks)
 
 
@@ -73,9 +78,10 @@ def _infer_joint(args: argparse.Namespace) -> None:
 
 def _masks(args: argparse.Namespace) -> None:
     from fusionseg.errors import ConfigError
-    from fusionseg.infer.run import write_masks
+    from fusionseg.infer.masks import source_size, write_masks
 
     if not 0 <= args.threshold <= 1:
         raise ConfigError(f"--threshold: must be in [0, 1] (got {args.threshold})")
-    count = write_masks(args.probs, args.out, args.threshold)
+    size = source_size(args.frames) if args.frames else None
+    count = write_masks(args.probs, args.out, args.threshold, size)
     print(f"{args.out}: {count} mask(s)")

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from fusionseg.datasets.layout import frame_name
 from fusionseg.errors import InputError
 from fusionseg.infer.probs import read_probs, write_probs
-from fusionseg.io import atomic_dir, read_image, write_mask
+from fusionseg.io import read_image
 from fusionseg.models.checkpoint import file_sha256, load_model
 from fusionseg.models.fusion import log_probabilities
 from fusionseg.models.stream import foreground_probability
@@ -81,12 +81,3 @@ def infer_joint(
                 yield foreground_probability(model(a, m)).cpu().numpy()
 
     write_probs(out, batches(), len(app), app.shape[1:], "joint", file_sha256(model_path))
-
-
-def write_masks(probs_path: str | Path, out_dir: str | Path, threshold: float = 0.5) -> int:
-    """DAVIS PNG masks (0/255) 00000.png.. where probability > threshold; the folder appears whole or not at all."""
-    probs = read_probs(probs_path)
-    with atomic_dir(out_dir) as tmp:
-        for index, prob in enumerate(tqdm(probs, desc=f"masks {Path(probs_path).stem}")):
-            write_mask(tmp / f"{frame_name(index)}.png", prob > threshold)
-    return len(probs)

@@ -26,6 +26,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "datasets.<dataset>.score_frames with --config, else inner",
     )
     score.add_argument("--config", type=Path, help="workflow config to take score_frames from")
+    score.add_argument(
+        "--protocol", choices=("unsupervised", "semi-supervised"), default="unsupervised",
+        help="semi-supervised also leaves out the first annotated frame, whose mask the method was given",
+    )
+    score.add_argument(
+        "--per-object", action="store_true",
+        help="masks hold object ids (255 void): score each object of the first annotated frame on its own",
+    )
+    score.add_argument(
+        "--gt-resolution", default="480p",
+        help="ground-truth folder under Annotations/ (this pipeline's frame folders keep the native-size "
+        "masks in 'source')",
+    )
     score.add_argument("--out", required=True, type=Path, help="per-sequence CSV")
     score.add_argument("--threads", type=int, default=1, help="sequences scored in parallel")
     score.add_argument("--method", help="method name recorded in the table (default: PRED_ROOT's folder name)")
@@ -51,9 +64,12 @@ def run_score(args: argparse.Namespace) -> None:
     dataset = args.dataset or args.gt.resolve().name
     mode = args.frames or _configured_frames(args.config, dataset)
     sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
-    per_sequence, per_frame = score_root(args.pred, args.gt, sequences, mode, args.threads)
+    per_sequence, per_frame = score_root(
+        args.pred, args.gt, sequences, mode, args.threads,
+        protocol=args.protocol, per_object=args.per_object, gt_resolution=args.gt_resolution,
+    )
     method = args.method or args.pred.resolve().name
-    per_sequence, per_frame = label_tables(per_sequence, per_frame, method, dataset, mode)
+    per_sequence, per_frame = label_tables(per_sequence, per_frame, method, dataset, mode, args.protocol)
     with atomic_file(frames_table_path(args.out)) as tmp:
         per_frame.to_csv(tmp, index=False)
     with atomic_file(args.out) as tmp:

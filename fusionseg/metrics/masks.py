@@ -37,6 +37,24 @@ def read_foreground(path: Path) -> np.ndarray:
     return read_mask(path)
 
 
+def read_labels(path: Path) -> np.ndarray:
+    """A mask PNG as its uint8 labels: grey levels or palette indices (object ids, 255 void)."""
+    from fusionseg.io import read_label_image
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: mask file not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    if _is_complete_grey_png(data):
+        labels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if labels is not None and labels.ndim == 2 and labels.dtype == np.uint8:
+            return labels
+    labels = read_label_image(path)
+    if labels.ndim == 3:
+        raise InputError(f"{path}: a colour mask has no object ids (expected grey or palette PNG)")
+    return labels.astype(np.uint8)
+
+
 def _is_complete_grey_png(data: np.ndarray) -> bool:
     """A PNG of colour type grey whose IEND chunk is present (a truncated file is left to `read_mask`)."""
     header = data[: COLOUR_TYPE_OFFSET + 1].tobytes()

@@ -45,9 +45,9 @@ def read_scores(paths: list[Path]) -> pd.DataFrame:
 
 def dataset_summary(scores: pd.DataFrame) -> pd.DataFrame:
     """Long-form summary: one row per (method, dataset) with every statistic averaged over sequences."""
-    grouped = scores.groupby(["method", "dataset", "frames"], sort=False)
+    grouped = scores.groupby(["method", "dataset", "frames", "protocol"], sort=False)
     summary = grouped[STATISTICS].mean().reset_index()
-    summary.insert(3, "n_sequences", grouped.size().to_numpy())
+    summary.insert(4, "n_sequences", grouped.size().to_numpy())
     summary["JF_mean"] = (summary["J_mean"] + summary["F_mean"]) / 2
     summary["avg_iou"] = summary["J_mean"]
     summary["method_label"] = summary["method"].map(lambda m: METHOD_LABELS.get(m, m))
