@@ -41,5 +41,4 @@ rule flow_sal:
 
 rule baselines:
     input:
-        each(masks_dir, BENCHMARK_PAIRS, "flow-th"),
-        each(masks_dir, BENCHMARK_PAIRS, "flow-sal"),
+        [each(masks_dir, pairs, method) for method in ("flow-th", "flow-sal") for pairs in SCORED_PAIRS.values()],

@@ -6,7 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
-from fusionseg.config import ROLES, check_config, role_sequences
+from fusionseg.config import ROLES, SCORED_ROLES, check_config, role_sequences
 from fusionseg.datasets.catalog import IMAGE_LAYOUTS
 
 # Schema defaults filled in and roles checked (datasets declared, no unintended overlap) before any job.
@@ -14,7 +14,11 @@ config.update(check_config(config, source="config"))
 
 OUT = config["out_dir"].rstrip("/")
 RES = config["resources"]
-METHODS = ("appearance", "motion", "joint", "flow-th", "flow-sal")
+SYSTEMS = config["systems"]
+# The methods each system adds to the summary. Semi-supervised ones are given the first annotated mask.
+SYSTEM_METHODS = {"fusionseg": ("flow-th", "flow-sal", "appearance", "motion", "joint")}
+SEMI_SUPERVISED_METHODS = ()
+METHODS = [method for system in SYSTEMS for method in SYSTEM_METHODS.get(system, ())]
 
 # Rules run `python -m fusionseg`: conda environments (--sdm conda) carry the dependencies and the
 # package comes from this checkout, so a job runs its own workflow's code even where it is not installed.
@@ -44,12 +48,34 @@ APPEARANCE_IMAGE_DATASETS = list(
 MOTION_FROM_ANNOTATED = "annotated" in config["motion_sources"]
 FRAME_PAIRS = sequences_of(*ROLES)
 FLOW_PAIRS = sequences_of(
-    "weak_video", "fusion_train", "benchmark", *(["appearance_train"] if MOTION_FROM_ANNOTATED else [])
+    "weak_video", "fusion_train", *SCORED_ROLES, *(["appearance_train"] if MOTION_FROM_ANNOTATED else [])
 )
-APPEARANCE_PROB_PAIRS = sequences_of("weak_video", "fusion_train", "benchmark")
-MOTION_PROB_PAIRS = sequences_of("fusion_train", "benchmark")
+APPEARANCE_PROB_PAIRS = sequences_of("weak_video", "fusion_train", *SCORED_ROLES)
+MOTION_PROB_PAIRS = sequences_of("fusion_train", *SCORED_ROLES)
 BENCHMARK_PAIRS = sequences_of("benchmark")
 BENCHMARK_DATASETS = list(dict.fromkeys(dataset for dataset, _ in BENCHMARK_PAIRS))
+# Per scored role (benchmark, validation): its sequences, and those semi-supervised methods run on.
+SCORED_PAIRS = {role: sequences_of(role) for role in SCORED_ROLES}
+
+
+def semi_supervised_pairs(role: str) -> list[tuple[str, str]]:
+    pairs = []
+    for entry in config["roles"][role]:
+        if entry["semi_supervised"]:
+            pairs += [p for p in role_sequences(config, role) if p[0] == entry["dataset"] and p not in pairs]
+    return [p for p in pairs if p in SCORED_PAIRS[role]]
+
+
+SEMI_PAIRS = {role: semi_supervised_pairs(role) for role in SCORED_ROLES}
+
+
+def method_pairs(method: str, role: str = "benchmark") -> list[tuple[str, str]]:
+    """The (dataset, sequence) pairs of a scored role that `method` is run on and scored on."""
+    return SEMI_PAIRS[role] if method in SEMI_SUPERVISED_METHODS else SCORED_PAIRS[role]
+
+
+def method_datasets(method: str, role: str = "benchmark") -> list[str]:
+    return list(dict.fromkeys(dataset for dataset, _ in method_pairs(method, role)))
 
 
 def frames_dir(dataset: str, seq: str) -> str:
@@ -72,8 +98,14 @@ def masks_dir(method: str, dataset: str, seq: str) -> str:
     return f"{OUT}/results/masks/{method}/{dataset}/{seq}"
 
 
-def scores_csv(method: str, dataset: str) -> str:
-    return f"{OUT}/results/scores/{method}/{dataset}.csv"
+def scores_csv(method: str, dataset: str, role: str = "benchmark") -> str:
+    """Benchmark scores under results/scores; validation scores under results/validation/scores."""
+    prefix = "" if role == "benchmark" else f"{role}/"
+    return f"{OUT}/results/{prefix}scores/{method}/{dataset}.csv"
+
+
+def all_scores(role: str = "benchmark") -> list[str]:
+    return [scores_csv(m, d, role) for m in METHODS for d in method_datasets(m, role)]
 
 
 def each(path_of, pairs: list[tuple[str, str]], *prefix: str) -> list[str]:
@@ -121,6 +153,7 @@ def frame_outputs() -> dict:
     return {
         "frames": directory(f"{root}/JPEGImages/480p/{{seq}}"),
         "masks": directory(f"{root}/Annotations/480p/{{seq}}"),
+        "source_masks": directory(f"{root}/Annotations/source/{{seq}}"),
         "boxes": f"{root}/Boxes/{{seq}}.csv",
         "table": f"{root}/Tables/{{seq}}.csv",
     }
@@ -131,6 +164,7 @@ def synth_flags(wildcards) -> str:
     return (
         f"--frames {spec['frames']} --height {spec['height']} --width {spec['width']} "
         f"--max-objects {spec['max_objects']} --seed {spec['seed']}"
+        + ("" if config["datasets"][wildcards.dataset]["merge_objects"] else " --no-merge-objects")
     )
 
 
@@ -200,8 +234,33 @@ def parent_dir(paths) -> str:
     return str(Path(paths[0]).parent)
 
 
-def benchmark_sequences(dataset: str) -> list[str]:
-    return [seq for d, seq in BENCHMARK_PAIRS if d == dataset]
+def scored_sequences(method: str, dataset: str, role: str) -> list[str]:
+    return [seq for d, seq in method_pairs(method, role) if d == dataset]
+
+
+def score_inputs(role: str) -> dict:
+    return {
+        "pred": lambda w: [masks_dir(w.method, w.dataset, s) for s in scored_sequences(w.method, w.dataset, role)],
+        "gt": lambda w: [frames_dir(w.dataset, s) for s in scored_sequences(w.method, w.dataset, role)],
+    }
+
+
+def score_flags(role: str):
+    """The protocol, frame selection and object handling of one (method, dataset) score job."""
+
+    def flags(wildcards) -> str:
+        dataset = config["datasets"][wildcards.dataset]
+        semi = wildcards.method in SEMI_SUPERVISED_METHODS
+        parts = [
+            f"--sequences {','.join(scored_sequences(wildcards.method, wildcards.dataset, role))}",
+            f"--frames {dataset['score_frames']}",
+            f"--protocol {'semi-supervised' if semi else 'unsupervised'}",
+        ]
+        if semi and not dataset["merge_objects"]:
+            parts.append("--per-object")
+        return " ".join(parts)
+
+    return flags
 
 
 def write_roles_csv(path: str, members: list[tuple[str, str, str]], log_path: str) -> None:

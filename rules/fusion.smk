@@ -56,4 +56,4 @@ rule infer_joint:
 rule fusion:
     input:
         FUSION_MODEL,
-        each(probs_h5, BENCHMARK_PAIRS, "joint"),
+        [each(probs_h5, pairs, "joint") for pairs in SCORED_PAIRS.values()],

@@ -1,23 +1,25 @@
-"""Binary masks (DAVIS PNGs) at the source's native size from each stream's probabilities: Ours-A, Ours-M, Ours-Joint."""
+"""Masks (DAVIS PNGs) at the source's native size from every method's probabilities (Ours-A, Ours-M,
+Ours-Joint, and the other systems' methods)."""
 
-STREAMS = ("appearance", "motion", "joint")
+# Every method that writes probabilities (the flow baselines write their masks themselves).
+PROB_METHODS = [m for m in METHODS if m not in ("flow-th", "flow-sal")]
 
 
 rule threshold_masks:
     input:
-        probs=probs_h5("{stream}", "{dataset}", "{seq}"),
+        probs=probs_h5("{method}", "{dataset}", "{seq}"),
         # Its frame table gives the source's native size, at which masks are written and scored.
         frames=frames_dir("{dataset}", "{seq}"),
     output:
-        directory(masks_dir("{stream}", "{dataset}", "{seq}")),
+        directory(masks_dir("{method}", "{dataset}", "{seq}")),
     wildcard_constraints:
-        stream=name_pattern(list(STREAMS)),
+        method=name_pattern(PROB_METHODS),
     params:
         threshold=config["inference"]["threshold"],
     log:
-        log_of("threshold_masks", "stream", "dataset", "seq"),
+        log_of("threshold_masks", "method", "dataset", "seq"),
     benchmark:
-        benchmark_of("threshold_masks", "stream", "dataset", "seq")
+        benchmark_of("threshold_masks", "method", "dataset", "seq")
     threads: 1
     resources:
         **LIGHT,
@@ -30,4 +32,4 @@ rule threshold_masks:
 
 rule masks:
     input:
-        [each(masks_dir, BENCHMARK_PAIRS, stream) for stream in STREAMS],
+        [each(masks_dir, method_pairs(m, role), m) for m in PROB_METHODS for role in SCORED_PAIRS],

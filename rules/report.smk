@@ -2,11 +2,13 @@
 
 SUMMARY_CSV = f"{OUT}/results/summary.csv"
 REPORT_HTML = f"{OUT}/results/report.html"
+VALIDATION_SUMMARY_CSV = f"{OUT}/results/validation/summary.csv"
+HAS_VALIDATION = bool(SCORED_PAIRS["validation"])
 
 
 rule summarize:
     input:
-        rules.scores.input,
+        all_scores("benchmark"),
     output:
         report(SUMMARY_CSV, caption="../report/summary.rst", category="Results"),
     log:
@@ -20,6 +22,17 @@ rule summarize:
         CONDA_ENV
     shell:
         "python -m fusionseg summarize --scores {input} --out {output} > {log} 2>&1"
+
+
+use rule summarize as summarize_validation with:
+    input:
+        all_scores("validation"),
+    output:
+        VALIDATION_SUMMARY_CSV,
+    log:
+        f"{OUT}/logs/summarize_validation.log",
+    benchmark:
+        f"{OUT}/benchmarks/summarize_validation/summarize_validation.tsv"
 
 
 rule write_roles:
@@ -41,11 +54,12 @@ rule write_roles:
 rule render_report:
     input:
         summary=SUMMARY_CSV,
-        scores=rules.scores.input,
+        validation=[VALIDATION_SUMMARY_CSV] if HAS_VALIDATION else [],
+        scores=all_scores("benchmark"),
         roles=rules.write_roles.output,
         funnel=rules.bootstrap.output.funnel,
         quality=rules.bootstrap.output.quality,
-        masks=[each(masks_dir, BENCHMARK_PAIRS, method) for method in METHODS],
+        masks=[each(masks_dir, method_pairs(method), method) for method in METHODS],
         flow_rgb=each(flow_rgb_dir, BENCHMARK_PAIRS),
     output:
         report(REPORT_HTML, caption="../report/report.rst", category="Results"),
@@ -56,6 +70,7 @@ rule render_report:
         # Not inputs: Snakemake writes them beside the jobs; every upstream job has finished by now.
         benchmarks=f"{OUT}/benchmarks",
         overlay_frames=config["report"]["overlay_frames"],
+        validation=lambda wildcards, input: f"--validation-summary {input.validation[0]}" if input.validation else "",
     log:
         f"{OUT}/logs/render_report.log",
     benchmark:
@@ -69,7 +84,8 @@ rule render_report:
         "python -m fusionseg report --summary {input.summary} --scores {input.scores} --roles {input.roles} "
         "--funnel {input.funnel} --quality {input.quality} --frames-root {params.frames_roots} "
         "--flow-rgb-root {params.flow_rgb_root} --masks-root {params.masks_root} "
-        "--benchmarks {params.benchmarks} --overlay-frames {params.overlay_frames} --out {output} > {log} 2>&1"
+        "--benchmarks {params.benchmarks} --overlay-frames {params.overlay_frames} {params.validation} "
+        "--out {output} > {log} 2>&1"
 
 
 rule report:

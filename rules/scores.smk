@@ -1,23 +1,21 @@
-"""Scores: J and F per frame and per sequence for every method on every benchmark dataset, against the
-ground truth at its native size (Annotations/source of the frame folders)."""
+"""Scores: J and F per frame and per sequence for every method on every scored dataset, against the
+ground truth at its native size (Annotations/source of the frame folders). The benchmark is scored
+into results/scores, the validation split (settings are chosen there) into results/validation/scores.
+Semi-supervised methods are scored with that protocol, per object where a dataset keeps object ids."""
 
 
 rule score:
     input:
-        pred=lambda wildcards: [
-            masks_dir(wildcards.method, wildcards.dataset, s) for s in benchmark_sequences(wildcards.dataset)
-        ],
-        gt=lambda wildcards: [frames_dir(wildcards.dataset, s) for s in benchmark_sequences(wildcards.dataset)],
+        **score_inputs("benchmark"),
     output:
         sequences=scores_csv("{method}", "{dataset}"),
         frames=f"{OUT}/results/scores/{{method}}/{{dataset}}.frames.csv",
     wildcard_constraints:
-        method=name_pattern(list(METHODS)),
+        method=name_pattern(METHODS),
     params:
         pred_root=lambda wildcards, input: parent_dir(input.pred),
         gt_root=lambda wildcards, input: str(Path(input.gt[0]).parents[2]),
-        sequences=lambda wildcards: ",".join(benchmark_sequences(wildcards.dataset)),
-        frames=lambda wildcards: config["datasets"][wildcards.dataset]["score_frames"],
+        flags=score_flags("benchmark"),
     log:
         log_of("score", "method", "dataset"),
     benchmark:
@@ -28,11 +26,28 @@ rule score:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg score --pred {params.pred_root} --gt {params.gt_root} --sequences {params.sequences} "
-        "--frames {params.frames} --gt-resolution source --method {wildcards.method} --dataset {wildcards.dataset} "
+        "python -m fusionseg score --pred {params.pred_root} --gt {params.gt_root} {params.flags} "
+        "--gt-resolution source --method {wildcards.method} --dataset {wildcards.dataset} "
         "--out {output.sequences} > {log} 2>&1"
+
+
+use rule score as score_validation with:
+    input:
+        **score_inputs("validation"),
+    output:
+        sequences=scores_csv("{method}", "{dataset}", "validation"),
+        frames=f"{OUT}/results/validation/scores/{{method}}/{{dataset}}.frames.csv",
+    params:
+        pred_root=lambda wildcards, input: parent_dir(input.pred),
+        gt_root=lambda wildcards, input: str(Path(input.gt[0]).parents[2]),
+        flags=score_flags("validation"),
+    log:
+        log_of("score_validation", "method", "dataset"),
+    benchmark:
+        benchmark_of("score_validation", "method", "dataset")
 
 
 rule scores:
     input:
-        [scores_csv(method, dataset) for method in METHODS for dataset in BENCHMARK_DATASETS],
+        all_scores("benchmark"),
+        all_scores("validation"),

@@ -36,7 +36,7 @@ def test_davis_cpu_plans_the_whole_dag_with_disjoint_roles(tmp_path, shared_data
     checked = check_config(config)
     benchmark = set(role_sequences(checked, "benchmark"))
     assert {seq for _, seq in benchmark} == {"blackswan", "car-shadow", "motocross-jump", "bmx"}
-    for role in ROLES[:-1]:
+    for role in (r for r in ROLES if r != "benchmark"):
         assert not {seq for _, seq in role_sequences(checked, role)} & {seq for _, seq in benchmark}, role
     write_config(tmp_path, config)
     jobs = job_counts(dry_run(tmp_path))

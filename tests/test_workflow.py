@@ -96,6 +96,18 @@ def test_stage_target_plans_only_its_stage(tmp_path) -> None:
     assert planned_jobs(tmp_path, "flow") == {"synth_frames": 2, "compute_flow": 2, "encode_flow": 2, "flow": 1}
 
 
+def test_validation_split_is_scored_apart_from_the_benchmark(tmp_path) -> None:
+    config = tiny_config()
+    config["datasets"]["synth"]["synthetic"]["sequences"] = 3
+    config["roles"]["validation"] = [{"dataset": "synth", "sequences": ["clip002"]}]
+    write_config(tmp_path, config)
+    plan = dry_run(tmp_path)
+    jobs = job_counts(plan)
+    assert jobs["score"] == 5 and jobs["score_validation"] == 5 and jobs["summarize_validation"] == 1
+    assert "out/results/validation/scores/joint/synth.csv" in plan
+    assert "out/results/validation/summary.csv" in plan
+
+
 def test_invalid_config_names_the_key(tmp_path) -> None:
     write_config(tmp_path, tiny_config(flow={"method": "raft"}))
     with pytest.raises(AssertionError, match=r"(?s)'raft' is not one of .*instance\['flow'\]\['method'\]"):

@@ -33,6 +33,7 @@ class ReportInputs:
 
     summary: Path
     scores: list[Path] = field(default_factory=list)
+    validation_summary: Path | None = None
     frames_roots: dict[str, Path] = field(default_factory=dict)
     flow_rgb_root: Path | None = None
     masks_root: Path | None = None
@@ -48,6 +49,12 @@ class ReportInputs:
 def build_report(inputs: ReportInputs) -> str:
     """The complete self-contained HTML document."""
     sections = [("summary", "Summary", summary_section(inputs.summary))]
+    if inputs.validation_summary:
+        note = (
+            '<p class="note">Held-out training sequences (the config\'s validation role): every setting was '
+            "chosen on these, never on the benchmark.</p>"
+        )
+        sections.append(("validation", "Validation split", note + summary_section(inputs.validation_summary)))
     if inputs.scores:
         scores = read_scores(inputs.scores)
         sections.append(("sequences", "Per-sequence scores", sequences_section(scores)))

@@ -19,6 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--summary", required=True, type=Path, help="summary CSV from `fusionseg summarize`")
     report.add_argument("--scores", nargs="+", type=Path, default=[], metavar="CSV", help="per-sequence score CSVs")
     report.add_argument(
+        "--validation-summary", type=Path,
+        help="summary CSV of the validation split (held-out training sequences the settings were chosen on)",
+    )
+    report.add_argument(
         "--frames-root", nargs="+", default=[], metavar="DATASET=DIR",
         help="DAVIS-layout roots (frames and ground truth) per dataset, for the overlay strips",
     )
@@ -49,6 +53,7 @@ def run_report(args: argparse.Namespace) -> None:
     inputs = ReportInputs(
         summary=args.summary,
         scores=args.scores,
+        validation_summary=args.validation_summary,
         frames_roots=_dataset_paths(args.frames_root),
         flow_rgb_root=args.flow_rgb_root,
         masks_root=args.masks_root,
