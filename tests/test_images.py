@@ -25,7 +25,7 @@ from fusionseg.io import write_image
 from fusionseg.shards.writer import file_sha256
 from fusionseg.train.data import IGNORE, ConcatSources, sample_batch
 from fusionseg.train.streams import pixel_cross_entropy
-from snakemake_support import run_snakemake, job_counts, write_config
+from snakemake_support import dry_run, job_counts, run_snakemake, write_config
 
 H, W = 12, 16
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -447,3 +447,23 @@ def test_workflow_plans_extract_images_then_train_appearance(tmp_path: Path, voc
     train = text.split("rule train_appearance:", 1)[1]
     assert "out/images/photos/manifest.csv" in train and "out/images/voc/manifest.csv" in train
     assert "--frames out/frames/synth/JPEGImages/480p/clip000 --images out/images/photos/manifest.csv --images out/images/voc/manifest.csv" in train
+
+
+@pytest.mark.slow
+def test_workflow_runs_extract_images_and_reruns_only_what_a_key_changes(tmp_path: Path, voc: tuple[Path, Path]) -> None:
+    config = image_config(folder_tree(tmp_path / "set"), void_label=255)
+    config["datasets"]["voc"] = {"layout": "pascal-voc", "root": str(voc[0]), "sbd_root": str(voc[1])}
+    config["roles"]["appearance_train"].append({"dataset": "voc"})
+    config["appearance"] = {"weights": "none", "iterations": 2, "batch_size": 2, "crop_size": 16, "checkpoint_every": 1}
+    config["resources"] = {"threads": 1, "mem_mb": 1000, "runtime": 10}
+    write_config(tmp_path, config)
+    model = "out/models/appearance.pt"
+    run_snakemake(tmp_path, "--cores", "1", targets=(model,))
+    assert len(ImageMaskSamples(tmp_path / "out" / "images" / "voc" / "manifest.csv")) == len(TRAIN_AUG)
+    assert torch.load(tmp_path / model, weights_only=False)["iteration"] == 2
+    assert job_counts(dry_run(tmp_path, model)) == {}
+    config["datasets"]["photos"]["void_label"] = 254
+    write_config(tmp_path, config)
+    planned = dry_run(tmp_path, model)
+    assert job_counts(planned) == {"extract_images": 1, "train_appearance": 1}
+    assert "wildcards: dataset=photos" in planned and "dataset=voc" not in planned

@@ -152,12 +152,10 @@ def read_stem_list(path: Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"{path}: list file not found")
     stems: dict[str, None] = {}
-    for line in path.read_text().splitlines():
-        stem = line.strip()
+    for stem in filter(None, (line.strip() for line in path.read_text().splitlines())):
         if stem in stems:
             raise InputError(f"{path}: stem '{stem}' is listed twice")
-        if stem:
-            stems[stem] = None
+        stems[stem] = None
     if not stems:
         raise InputError(f"{path}: lists no images (empty list)")
     return list(stems)
