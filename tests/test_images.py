@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from fusionseg.cli import main
-from fusionseg.config import check_config
+from fusionseg.config import ROLES, check_config
 from fusionseg.datasets.image_cache import ImageMaskSamples, read_image_manifest
 from fusionseg.datasets.images import VOID, ImageSetOptions, open_image_set
 from fusionseg.errors import ConfigError, InputError
@@ -401,7 +401,7 @@ def image_config(root: Path, role: str = "appearance_train", **image_keys) -> di
     roles = {r: [{"dataset": "synth", "sequences": ["clip000"]}] for r in ("weak_video", "fusion_train")}
     roles["benchmark"] = [{"dataset": "synth", "sequences": ["clip001"]}]
     roles["appearance_train"] = []
-    roles[role] = roles[role] + [{"dataset": "photos"}]
+    roles[role] = roles.get(role, []) + [{"dataset": "photos"}]
     return {
         "out_dir": "out",
         "datasets": {"synth": SYNTH, "photos": {"layout": "images", "root": str(root), **image_keys}},
@@ -410,7 +410,7 @@ def image_config(root: Path, role: str = "appearance_train", **image_keys) -> di
     }
 
 
-@pytest.mark.parametrize("role", ["weak_video", "fusion_train", "benchmark"])
+@pytest.mark.parametrize("role", [role for role in ROLES if role != "appearance_train"])
 def test_image_datasets_only_train_the_appearance_stream(tmp_path: Path, role: str) -> None:
     root = folder_tree(tmp_path / "set")
     with pytest.raises(ConfigError, match=rf"roles\.{role}: dataset 'photos' has layout 'images' \(still images, no motion\)"):
