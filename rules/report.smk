@@ -39,7 +39,7 @@ rule write_roles:
     output:
         f"{OUT}/results/roles.csv",
     params:
-        members=[(role, dataset, seq) for role in ROLES for dataset, seq in sequences_of(role)],
+        members=[(role, dataset, seq) for role in ROLES for dataset, seq in role_sequences(config, role)],
     log:
         f"{OUT}/logs/write_roles.log",
     benchmark:
