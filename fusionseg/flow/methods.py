@@ -75,6 +75,10 @@ def make_backend(method: str, params: dict | str | None = None, device: str = "a
     params = method_params(method, params)
     if method == "tvl1":
         return _tvl1_backend(params, resolve_device(device))
+    if method == "segflow":
+        from fusionseg.segflow.flow_method import segflow_backend
+
+        return segflow_backend(params, resolve_device(device))
     if device == "cuda":
         log.warning("flow method %s runs on the CPU (OpenCV); --device cuda is ignored", method)
     single = {"dis": _dis_pair, "farneback": _farneback_pair, "tvl1-opencv": _opencv_tvl1_pair}[method](params)
