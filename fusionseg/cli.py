@@ -17,7 +17,7 @@ from fusionseg import __version__
 from fusionseg.errors import FusionSegError
 
 # Pipeline order; it is also the order of the subcommands in --help.
-STAGES = ("datasets", "flow", "models", "train", "infer", "segflow", "bootstrap", "shards", "baselines", "metrics", "report")
+STAGES = ("datasets", "flow", "models", "train", "infer", "tsn", "segflow", "bootstrap", "shards", "baselines", "metrics", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,75 @@
+"""Subcommands train-tsn and infer-tsn."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train-tsn", help="train TSN (semi-supervised two-stream network) on annotated video and image masks"
+    )
+    train.add_argument(
+        "--frames", nargs="+", required=True, metavar="FRAMES_DIR",
+        help="<root>/JPEGImages/480p/<seq> folders of annotated sequences (main training; their frames are also pre-training stills)",
+    )  # fmt: skip
+    train.add_argument(
+        "--images", nargs="+", action="extend", default=[], metavar="MANIFEST",
+        help="manifest.csv of image caches (fusionseg extract-images) for pre-training",
+    )  # fmt: skip
+    train.add_argument("--out", required=True, help="checkpoint to write (.pt); <out>.log.csv, <stem>.pretrain.pt beside it")
+    train.add_argument("--params", default="{}", metavar="JSON", help="the config's tsn section as JSON (defaults filled)")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the section's device")
+    train.set_defaults(handler=_train)
+
+    infer = subparsers.add_parser(
+        "infer-tsn", help="TSN probabilities for a sequence, from its first annotated mask or from another method's probabilities"
+    )
+    infer.add_argument("--model", required=True, help="TSN checkpoint (.pt)")
+    infer.add_argument("--frames", required=True, metavar="FRAMES_DIR")
+    infer.add_argument("--out", required=True, metavar="PROBS_H5")
+    infer.add_argument(
+        "--seed-probs", metavar="H5",
+        help="start from these probabilities (fully automatic) instead of the first annotated mask (semi-supervised)",
+    )  # fmt: skip
+    infer.add_argument(
+        "--seed-frame", default="auto", metavar="auto|K",
+        help="with --seed-probs: the frame to start from; auto picks the most confident mask its neighbours agree with",
+    )  # fmt: skip
+    infer.add_argument("--routing-out", metavar="H5", help="also write the routing map W per frame (both streams only)")
+    infer.add_argument("--threads", type=int, help="torch CPU threads")
+    infer.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the device the model was trained with")
+    infer.set_defaults(handler=_infer)
+
+
+def _threads(count: int | None) -> None:
+    import torch
+
+    from fusionseg.errors import ConfigError
+
+    if count is not None:
+        if count < 1:
+            raise ConfigError(f"--threads: must be at least 1 (got {count})")
+        torch.set_num_threads(count)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from fusionseg.tsn.train import train_tsn, tsn_params
+
+    params = tsn_params(args.params)
+    if args.device:
+        params["device"] = args.device
+    _threads(args.threads)
+    train_tsn(args.frames, args.images, params, args.out)
+
+
+def _infer(args: argparse.Namespace) -> None:
+    from fusionseg.errors import InputError
+    from fusionseg.tsn.infer import infer_tsn
+
+    if args.seed_frame != "auto" and args.seed_probs is None:
+        raise InputError("--seed-frame: only with --seed-probs (semi-supervised runs start at the first annotated frame)")
+    _threads(args.threads)
+    seed = infer_tsn(args.model, args.frames, args.out, args.seed_probs, args.seed_frame, args.routing_out, args.device)
+    print(f"{args.out}: {len(seed.object_ids)} object(s) from frame {seed.frame} ({seed.source})")
