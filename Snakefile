@@ -30,6 +30,7 @@ include: "rules/motion.smk"
 include: "rules/fusion.smk"
 include: "rules/baselines.smk"
 include: "rules/masks.smk"
+include: "rules/segment.smk"
 include: "rules/scores.smk"
 include: "rules/report.smk"
 

@@ -17,7 +17,7 @@ from fusionseg import __version__
 from fusionseg.errors import FusionSegError
 
 # Pipeline order; it is also the order of the subcommands in --help.
-STAGES = ("datasets", "flow", "models", "train", "infer", "tsn", "segflow", "bootstrap", "shards", "baselines", "metrics", "report")
+STAGES = ("datasets", "flow", "models", "train", "infer", "tsn", "segflow", "bootstrap", "shards", "baselines", "metrics", "report", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _validate_config(args: argparse.Namespace) -> None:
     from fusionseg.config import load_config, role_sequences, ROLES
+    from fusionseg.models.bundle import check_models_config
 
     config = load_config(args.config)
+    check_models_config(config, str(args.config))
     print(f"{args.config}: valid")
     for role in ROLES:
         pairs = role_sequences(config, role)

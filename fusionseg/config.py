@@ -17,7 +17,7 @@ import yaml
 from fusionseg.datasets.catalog import IMAGE_LAYOUTS
 from fusionseg.errors import ConfigError
 
-ROLES = ("appearance_train", "weak_video", "fusion_train", "benchmark", "validation")
+ROLES = ("appearance_train", "weak_video", "fusion_train", "benchmark", "validation", "segment")
 # Roles whose sequences are scored: the benchmark, and the validation split that settings are chosen on.
 SCORED_ROLES = ("benchmark", "validation")
 SYSTEMS = ("fusionseg", "tsn", "segflow")

@@ -29,7 +29,7 @@ rule train_appearance:
 
 rule infer_appearance:
     input:
-        model=APPEARANCE_MODEL,
+        model=model_path("appearance"),
         frames=frames_dir("{dataset}", "{seq}"),
     output:
         probs_h5("appearance", "{dataset}", "{seq}"),
@@ -52,5 +52,5 @@ rule infer_appearance:
 
 rule appearance:
     input:
-        APPEARANCE_MODEL,
+        model_path("appearance"),
         each(probs_h5, APPEARANCE_PROB_PAIRS, "appearance"),

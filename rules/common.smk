@@ -8,9 +8,12 @@ from pathlib import Path
 
 from fusionseg.config import ROLES, SCORED_ROLES, check_config, role_sequences
 from fusionseg.datasets.catalog import IMAGE_LAYOUTS
+from fusionseg.models.bundle import check_models_config
 
 # Schema defaults filled in and roles checked (datasets declared, no unintended overlap) before any job.
 config.update(check_config(config, source="config"))
+# Models from elsewhere (a bundle, or three checkpoints): no training role, and the bundle's flow convention.
+check_models_config(config, source="config")
 
 OUT = config["out_dir"].rstrip("/")
 RES = config["resources"]
@@ -48,10 +51,10 @@ APPEARANCE_IMAGE_DATASETS = list(
 MOTION_FROM_ANNOTATED = "annotated" in config["motion_sources"]
 FRAME_PAIRS = sequences_of(*ROLES)
 FLOW_PAIRS = sequences_of(
-    "weak_video", "fusion_train", *SCORED_ROLES, *(["appearance_train"] if MOTION_FROM_ANNOTATED else [])
+    "weak_video", "fusion_train", *SCORED_ROLES, "segment", *(["appearance_train"] if MOTION_FROM_ANNOTATED else [])
 )
-APPEARANCE_PROB_PAIRS = sequences_of("weak_video", "fusion_train", *SCORED_ROLES)
-MOTION_PROB_PAIRS = sequences_of("fusion_train", *SCORED_ROLES)
+APPEARANCE_PROB_PAIRS = sequences_of("weak_video", "fusion_train", *SCORED_ROLES, "segment")
+MOTION_PROB_PAIRS = sequences_of("fusion_train", *SCORED_ROLES, "segment")
 BENCHMARK_PAIRS = sequences_of("benchmark")
 BENCHMARK_DATASETS = list(dict.fromkeys(dataset for dataset, _ in BENCHMARK_PAIRS))
 # Per scored role (benchmark, validation): its sequences, and those semi-supervised methods run on.
@@ -76,6 +79,15 @@ def method_pairs(method: str, role: str = "benchmark") -> list[tuple[str, str]]:
 
 def method_datasets(method: str, role: str = "benchmark") -> list[str]:
     return list(dict.fromkeys(dataset for dataset, _ in method_pairs(method, role)))
+
+
+# Trained here (models/<name>.pt), or given by `models:` and checked into models/imported/ (rules/segment.smk).
+TRAINED_HERE = not config["models"]
+
+
+def model_path(name: str) -> str:
+    """The checkpoint inference reads: appearance, motion or fusion."""
+    return f"{OUT}/models/{name}.pt" if TRAINED_HERE else f"{OUT}/models/imported/{name}.pt"
 
 
 def frames_dir(dataset: str, seq: str) -> str:
@@ -261,6 +273,37 @@ def score_flags(role: str):
         return " ".join(parts)
 
     return flags
+
+
+def segment_dir(dataset: str, seq: str) -> str:
+    return f"{OUT}/segment/{dataset}/{seq}"
+
+
+def import_sources(wildcards) -> str:
+    """import-models' inputs: the bundle, or one flag per checkpoint."""
+    return " ".join(f"--{key} {shlex.quote(path)}" for key, path in sorted(config["models"].items()))
+
+
+def segment_source_flags(wildcards) -> str:
+    """Where the overlay videos read native-size frames: the dataset's source (synthetic clips are
+    rendered at their native size, so their frame folder is the source)."""
+    dataset = config["datasets"][wildcards.dataset]
+    if dataset["layout"] == "synthetic":
+        return ""
+    return f"--source {shlex.quote(dataset['root'])} --layout {dataset['layout']} --resolution {dataset['resolution']}"
+
+
+def report_input_flags(wildcards, input) -> str:
+    """The report's optional inputs as flags: a config without a benchmark (segment only) has no summary,
+    scores or overlay strips, and models from elsewhere (no bootstrap) no funnel."""
+    flags = [f"--{name} {' '.join(input[name])}" for name in ("summary", "scores", "funnel", "quality", "segment") if input[name]]
+    if BENCHMARK_DATASETS:
+        flags.append("--frames-root " + " ".join(f"{d}={OUT}/frames/{d}" for d in BENCHMARK_DATASETS))
+    if input.flow_rgb:
+        flags.append(f"--flow-rgb-root {Path(input.flow_rgb[0]).parents[1]}")
+    if input.masks:
+        flags.append(f"--masks-root {Path(input.masks[0]).parents[2]}")
+    return " ".join(flags)
 
 
 def write_roles_csv(path: str, members: list[tuple[str, str, str]], log_path: str) -> None:

@@ -30,7 +30,7 @@ rule train_fusion:
 
 rule infer_joint:
     input:
-        model=FUSION_MODEL,
+        model=model_path("fusion"),
         appearance=probs_h5("appearance", "{dataset}", "{seq}"),
         motion=probs_h5("motion", "{dataset}", "{seq}"),
     output:
@@ -55,5 +55,5 @@ rule infer_joint:
 
 rule fusion:
     input:
-        FUSION_MODEL,
+        model_path("fusion"),
         [each(probs_h5, pairs, "joint") for pairs in SCORED_PAIRS.values()],

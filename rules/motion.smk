@@ -33,7 +33,7 @@ rule train_motion:
 
 rule infer_motion:
     input:
-        model=MOTION_MODEL,
+        model=model_path("motion"),
         flow_rgb=flow_rgb_dir("{dataset}", "{seq}"),
     output:
         probs_h5("motion", "{dataset}", "{seq}"),
@@ -56,5 +56,5 @@ rule infer_motion:
 
 rule motion:
     input:
-        MOTION_MODEL,
+        model_path("motion"),
         each(probs_h5, MOTION_PROB_PAIRS, "motion"),

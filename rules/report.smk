@@ -53,20 +53,19 @@ rule write_roles:
 
 rule render_report:
     input:
-        summary=SUMMARY_CSV,
+        summary=[SUMMARY_CSV] if BENCHMARK_PAIRS else [],
         validation=[VALIDATION_SUMMARY_CSV] if HAS_VALIDATION else [],
         scores=all_scores("benchmark"),
         roles=rules.write_roles.output,
-        funnel=rules.bootstrap.output.funnel,
-        quality=rules.bootstrap.output.quality,
+        funnel=[rules.bootstrap.output.funnel] if TRAINED_HERE else [],
+        quality=[rules.bootstrap.output.quality] if TRAINED_HERE else [],
+        segment=each(segment_dir, SEGMENT_PAIRS),
         masks=[each(masks_dir, method_pairs(method), method) for method in METHODS],
         flow_rgb=each(flow_rgb_dir, BENCHMARK_PAIRS),
     output:
         report(REPORT_HTML, caption="../report/report.rst", category="Results"),
     params:
-        frames_roots=" ".join(f"{d}={OUT}/frames/{d}" for d in BENCHMARK_DATASETS),
-        flow_rgb_root=lambda wildcards, input: str(Path(input.flow_rgb[0]).parents[1]),
-        masks_root=lambda wildcards, input: str(Path(input.masks[0]).parents[2]),
+        inputs=report_input_flags,
         # Not inputs: Snakemake writes them beside the jobs; every upstream job has finished by now.
         benchmarks=f"{OUT}/benchmarks",
         overlay_frames=config["report"]["overlay_frames"],
@@ -81,9 +80,7 @@ rule render_report:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg report --summary {input.summary} --scores {input.scores} --roles {input.roles} "
-        "--funnel {input.funnel} --quality {input.quality} --frames-root {params.frames_roots} "
-        "--flow-rgb-root {params.flow_rgb_root} --masks-root {params.masks_root} "
+        "python -m fusionseg report {params.inputs} --roles {input.roles} "
         "--benchmarks {params.benchmarks} --overlay-frames {params.overlay_frames} {params.validation} "
         "--out {output} > {log} 2>&1"
 

@@ -31,7 +31,7 @@ BENCHMARK_COLUMNS = ["s", "max_rss"]
 class ReportInputs:
     """Paths to everything the report can show; None or empty means 'not available'."""
 
-    summary: Path
+    summary: Path | None
     scores: list[Path] = field(default_factory=list)
     validation_summary: Path | None = None
     frames_roots: dict[str, Path] = field(default_factory=dict)
@@ -42,13 +42,14 @@ class ReportInputs:
     flow_epe: Path | None = None
     benchmarks: Path | None = None
     roles: pd.DataFrame | None = None
+    segment: list[Path] = field(default_factory=list)
     overlay_frames: int = 4
     title: str = "FusionSeg results"
 
 
 def build_report(inputs: ReportInputs) -> str:
     """The complete self-contained HTML document."""
-    sections = [("summary", "Summary", summary_section(inputs.summary))]
+    sections = [("summary", "Summary", summary_section(inputs.summary))] if inputs.summary else []
     if inputs.validation_summary:
         note = (
             '<p class="note">Held-out training sequences (the config\'s validation role): every setting was '
@@ -65,6 +66,8 @@ def build_report(inputs: ReportInputs) -> str:
         sections.append(("bootstrap", "Bootstrapped pseudo labels", bootstrap))
     if inputs.flow_epe:
         sections.append(("flow", "Optical flow accuracy", table(_read_csv(inputs.flow_epe))))
+    if inputs.segment:
+        sections.append(("segment", "Segmented videos", segment_section(inputs.segment, inputs.overlay_frames)))
     if inputs.roles is not None:
         sections.append(("roles", "Sequences and roles", roles_section(inputs.roles)))
     if inputs.benchmarks:
@@ -136,6 +139,31 @@ def _strip_row(frame_path: Path, index: int, dataset: str, sequence: str, gt_dir
         f"<td>{image_tag(data, 'image/jpeg', name)}</td>" if data else '<td class="note">not available</td>' for data in cells
     )
     return f"<tr>{tds}</tr>"
+
+
+def segment_section(folders: list[Path], frames: int = 4) -> str:
+    """A contact sheet per segmented sequence (the segment role, `fusionseg segment`): `frames` frames
+    of its overlay video, with what it was made from."""
+    from fusionseg.segment.outputs import OVERLAY, read_record
+
+    parts = ['<p class="note">Ours-Joint masks tinted red over the source frames (no ground truth: not scored).</p>']
+    for folder in tqdm(folders, desc="report contact sheets", unit="seq", leave=False):
+        record = read_record(folder)
+        shown = figures.video_frames(Path(folder) / OVERLAY, frames)
+        if not shown:
+            raise InputError(f"{Path(folder) / OVERLAY}: no readable frames for the contact sheet")
+        bundle = (record.get("models") or {}).get("bundle_sha256")
+        width, height = record["source_size"]
+        facts = f"{record['frames']} frames, {width}x{height}, {record['fps']:g} frames/s" + (
+            f", bundle sha256 {bundle[:12]}" if bundle else ""
+        )
+        head = "".join(f"<th>frame {index}</th>" for index, _ in shown)
+        cells = "".join(f"<td>{image_tag(figures.thumbnail_jpeg(rgb), 'image/jpeg', f'frame {index}')}</td>" for index, rgb in shown)
+        parts.append(
+            f"<h3>{escape(record['name'])}</h3><p class=\"note\">{escape(facts)}; {escape(str(folder))}</p>"
+            f'<table class="strip"><tr>{head}</tr><tr>{cells}</tr></table>'
+        )
+    return "".join(parts)
 
 
 def bootstrap_section(funnel: Path | None, quality: Path | None) -> str:

@@ -14,9 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report = subparsers.add_parser(
         "report",
         help="self-contained HTML report: summary tables, per-sequence J charts, overlay strips, bootstrap, timings",
-        description="Only --summary and --out are required; every other input adds its section.",
+        description="Only --out is required; every input adds its section.",
     )
-    report.add_argument("--summary", required=True, type=Path, help="summary CSV from `fusionseg summarize`")
+    report.add_argument("--summary", type=Path, help="summary CSV from `fusionseg summarize`")
     report.add_argument("--scores", nargs="+", type=Path, default=[], metavar="CSV", help="per-sequence score CSVs")
     report.add_argument(
         "--validation-summary", type=Path,
@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--quality", type=Path, help="pseudo-label quality CSV (pseudo/quality.csv)")
     report.add_argument("--flow-epe", type=Path, help="optical flow end-point-error table (CSV)")
     report.add_argument("--benchmarks", type=Path, help="folder of Snakemake benchmark TSV files")
+    report.add_argument(
+        "--segment", nargs="+", type=Path, default=[], metavar="DIR",
+        help="segmented sequence folders (segment role, fusionseg segment): a contact sheet of each overlay video",
+    )
     roles = report.add_mutually_exclusive_group()
     roles.add_argument("--roles", type=Path, help="CSV with columns role, dataset, sequence")
     roles.add_argument("--config", type=Path, help="workflow config: roles and report.overlay_frames from it")
@@ -62,6 +66,7 @@ def run_report(args: argparse.Namespace) -> None:
         flow_epe=args.flow_epe,
         benchmarks=args.benchmarks,
         roles=roles,
+        segment=args.segment,
         overlay_frames=overlay_frames,
         title=args.title,
     )

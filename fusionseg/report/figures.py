@@ -84,3 +84,23 @@ def mask_overlay_jpeg(frame: np.ndarray, mask_path: Path) -> bytes | None:
 
 def image_jpeg(path: Path) -> bytes | None:
     return thumbnail_jpeg(read_image(path)) if path.is_file() else None
+
+
+def video_frames(path: Path, count: int) -> list[tuple[int, np.ndarray]]:
+    """`count` frames spread evenly over a video file, as (index, RGB) pairs (decoded in order)."""
+    capture = cv2.VideoCapture(str(path))
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    wanted = set(np.linspace(0, max(total - 1, 0), count).round().astype(int).tolist()) if total else set()
+    frames = []
+    index = 0
+    try:
+        while len(frames) < len(wanted):
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            if index in wanted:
+                frames.append((index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            index += 1
+    finally:
+        capture.release()
+    return frames

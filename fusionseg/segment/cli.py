@@ -1,0 +1,188 @@
+"""Subcommands segment (one process, any video), segment-outputs (the segment role's last rule), and
+export-models / import-models (model bundles, fusionseg.models.bundle)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_segment(subparsers)
+    _register_segment_outputs(subparsers)
+    _register_export(subparsers)
+    _register_import(subparsers)
+
+
+def _register_segment(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment your own videos with a model bundle: masks, overlay video, report",
+        description="Each video file, image folder, folder of videos or DAVIS-layout root gives OUT/<name>/ "
+        "(masks/ at the source's size, overlay.mp4, segment.json); OUT/report.html shows them all.",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--models", type=Path, metavar="BUNDLE", help="model bundle (.zip); default: the one shipped with fusionseg")
+    parser.add_argument("--max-side", type=int, help="working size: longer frame side the networks see (default: the bundle's training size)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="foreground where the joint probability > threshold")
+    parser.add_argument("--fps", type=float, help="overlay frame rate for image folders (videos keep their own; default 24)")
+    parser.add_argument("--stream-overlays", action="store_true", help="also masks and overlays of each stream (Ours-A, Ours-M)")
+    parser.add_argument("--batch-size", type=int, default=4, help="frames (and flow pairs) per batch")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV")
+    parser.set_defaults(handler=_segment)
+
+
+def _register_segment_outputs(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment-outputs",
+        help="a segmented sequence's masks (source size), overlay video and segment.json from its probabilities",
+    )
+    parser.add_argument("--frames", required=True, type=Path, metavar="FRAMES_DIR", help="the sequence's frame folder")
+    parser.add_argument("--joint-probs", required=True, type=Path, metavar="H5")
+    parser.add_argument("--appearance-probs", type=Path, metavar="H5")
+    parser.add_argument("--motion-probs", type=Path, metavar="H5")
+    parser.add_argument("--flow", type=Path, metavar="H5", help="the sequence's flow file (its method is recorded)")
+    parser.add_argument("--source", help="dataset root (or video file) the frames came from: overlays use its native frames")
+    parser.add_argument("--layout", help="the source's layout (with --source)")
+    parser.add_argument("--resolution", default="480p", help="DAVIS resolution folder of the source")
+    parser.add_argument("--models-provenance", type=Path, metavar="JSON", help="provenance.json of models from elsewhere (import-models)")
+    parser.add_argument("--name", help="name shown in the report (default: the sequence's)")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--stream-overlays", action="store_true")
+    parser.add_argument("--out", required=True, type=Path, help="the sequence's output folder")
+    parser.set_defaults(handler=_segment_outputs)
+
+
+def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export-models",
+        help="write a model bundle (.zip) of the three models a config trained",
+        description="Run from the workflow's working directory: the config's out_dir holds models/ and results/summary.csv.",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="the config that trained the models")
+    parser.add_argument("--out", required=True, type=Path, help="bundle to write (.zip)")
+    parser.add_argument("--models-dir", type=Path, help="folder of appearance.pt, motion.pt, fusion.pt (default: OUT_DIR/models)")
+    parser.add_argument("--summary", type=Path, help="benchmark summary to record (default: OUT_DIR/results/summary.csv)")
+    parser.add_argument("--no-scores", action="store_true", help="record no benchmark scores")
+    parser.add_argument("--licence", help="licence note for the manifest (default: from the training datasets and backbone)")
+    parser.set_defaults(handler=_export)
+
+
+def _register_import(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "import-models",
+        help="check models from elsewhere (a bundle, or three checkpoints) and unpack them for the workflow",
+    )
+    parser.add_argument("--out-dir", required=True, type=Path, help="folder to write <name>.pt and provenance.json into")
+    parser.add_argument("--bundle", type=Path)
+    for name in ("appearance", "motion", "fusion"):
+        parser.add_argument(f"--{name}", type=Path, help=f"{name} checkpoint (instead of --bundle)")
+    parser.add_argument("--flow-method", required=True, help="the workflow's flow.method")
+    parser.add_argument("--normalization", required=True, help="the workflow's flow_rgb.normalization")
+    parser.add_argument("--max-flow", type=float, help="the workflow's flow_rgb.max_flow")
+    parser.set_defaults(handler=_import)
+
+
+def _segment(args: argparse.Namespace) -> None:
+    # Before torch starts OpenMP: spinning idle threads slow every parallel region many-fold as soon as
+    # other programs share the cores (TV-L1 at 427x181, 2 threads, machine load 8: 37 s per pair
+    # spinning, 1.1 s passive). A value the user set wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from fusionseg.models.bundle import default_bundle, read_bundle
+    from fusionseg.segment.pipeline import SegmentOptions, segment_sources
+    from fusionseg.segment.sources import find_sources
+
+    _check_segment_options(args)
+    _set_threads(args.threads)
+    bundle = read_bundle(args.models or default_bundle())
+    sources = find_sources(args.inputs)
+    options = SegmentOptions(args.max_side, args.device, args.batch_size, args.threshold, args.fps, args.stream_overlays)
+    for result in segment_sources(sources, args.out, bundle, options):
+        print(f"{result.out_dir}: {result.frames} frames in {result.seconds:.1f} s ({result.frames / result.seconds:.2f} frames/s)")
+    print(f"{args.out / 'report.html'}: contact sheets")
+
+
+def _check_segment_options(args: argparse.Namespace) -> None:
+    from fusionseg.errors import ConfigError
+
+    if args.max_side is not None and args.max_side < 16:
+        raise ConfigError(f"--max-side: must be at least 16 (got {args.max_side})")
+    if not 0 <= args.threshold <= 1:
+        raise ConfigError(f"--threshold: must be in [0, 1] (got {args.threshold})")
+    if args.fps is not None and not args.fps > 0:
+        raise ConfigError(f"--fps: must be positive (got {args.fps})")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be at least 1 (got {args.batch_size})")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: must be at least 1 (got {args.threads})")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def _segment_outputs(args: argparse.Namespace) -> None:
+    import json
+
+    from fusionseg.errors import ConfigError, InputError
+    from fusionseg.flow.sequence import read_flow_attrs
+    from fusionseg.segment.outputs import SegmentInputs, write_segment_outputs
+    from fusionseg.segment.sources import dataset_fps, dataset_frames
+    from fusionseg.segment.video import DEFAULT_FPS
+
+    if (args.source is None) != (args.layout is None):
+        raise ConfigError("--source and --layout go together")
+    provenance = {"source": args.source}
+    if args.models_provenance:
+        if not args.models_provenance.is_file():
+            raise InputError(f"{args.models_provenance}: models provenance file not found")
+        provenance["models"] = json.loads(args.models_provenance.read_text())
+    if args.flow:
+        attrs = read_flow_attrs(args.flow)
+        provenance["flow"] = {"method": attrs.get("method"), "params": attrs["params"]}
+    streams = {s: p for s, p in (("appearance", args.appearance_probs), ("motion", args.motion_probs)) if p}
+    name = args.name or args.frames.name
+    inputs = SegmentInputs(
+        name=name,
+        frames_dir=args.frames,
+        joint_probs=args.joint_probs,
+        source_frames=dataset_frames(args.frames, args.layout, args.source, args.resolution),
+        fps=dataset_fps(args.layout, args.source, args.frames.name) or DEFAULT_FPS,
+        threshold=args.threshold,
+        stream_probs=streams,
+        provenance=provenance,
+    )
+    record = write_segment_outputs(inputs, args.out, args.stream_overlays)
+    print(f"{args.out}: {record['frames']} masks at {record['source_size'][0]}x{record['source_size'][1]}, {', '.join(record['outputs'])}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from fusionseg.models.bundle import export_bundle
+
+    manifest = export_bundle(args.config, args.out, args.models_dir, args.summary, not args.no_scores, args.licence)
+    size = args.out.stat().st_size / 1e6
+    print(f"{args.out}: {size:.1f} MB, models trained at max_side {manifest['max_side']}, commit {manifest['git_commit']}")
+
+
+def _import(args: argparse.Namespace) -> None:
+    from fusionseg.errors import ConfigError
+    from fusionseg.models.bundle import MODEL_NAMES, FlowConvention, import_models
+
+    checkpoints = {name: getattr(args, name) for name in MODEL_NAMES if getattr(args, name)}
+    if bool(args.bundle) == bool(checkpoints) or (checkpoints and len(checkpoints) != len(MODEL_NAMES)):
+        raise ConfigError("import-models: give --bundle, or all of --appearance, --motion and --fusion")
+    flow = FlowConvention(args.flow_method, {}, args.normalization, args.max_flow)
+    provenance = import_models(args.out_dir, flow, args.bundle, checkpoints or None)
+    log.info("%s: models from %s", args.out_dir, provenance.get("bundle") or "checkpoints")

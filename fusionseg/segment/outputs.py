@@ -1,0 +1,119 @@
+"""One segmented sequence's outputs, from its probability files: masks at the source's native size,
+overlay videos of the source frames, and segment.json; the folder appears whole or not at all."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from fusionseg.errors import InputError
+from fusionseg.infer.masks import source_size, write_masks
+from fusionseg.io import atomic_dir, read_mask
+from fusionseg.report.figures import overlay
+from fusionseg.segment.video import write_video
+
+# Output names inside a sequence folder (fusionseg/segment/__init__.py lists them).
+MASKS = "masks"
+OVERLAY = "overlay.mp4"
+RECORD = "segment.json"
+STREAMS = ("appearance", "motion")
+
+
+@dataclass
+class SegmentInputs:
+    """What a sequence's outputs are made from.
+
+    `frames_dir` is the sequence's working-size frame folder (its frame table gives the native size);
+    `source_frames` yields the native-size RGB frames again, for the overlays."""
+
+    name: str
+    frames_dir: Path
+    joint_probs: Path
+    source_frames: Callable[[], Iterator[np.ndarray]]
+    fps: float
+    threshold: float = 0.5
+    stream_probs: dict[str, Path] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+
+def write_segment_outputs(inputs: SegmentInputs, out_dir: str | Path, stream_overlays: bool = False) -> dict:
+    """Masks (Ours-Joint; with `stream_overlays` also Ours-A and Ours-M), overlay videos and segment.json
+    into `out_dir`; returns the record written to segment.json."""
+    from fusionseg import __version__
+    from fusionseg.infer.probs import read_probs_attrs
+
+    size = source_size(inputs.frames_dir)
+    methods = {"joint": ("", inputs.joint_probs)}
+    if stream_overlays:
+        missing = [s for s in STREAMS if s not in inputs.stream_probs]
+        if missing:
+            raise InputError(f"{inputs.name}: stream overlays need the {' and '.join(missing)} probabilities")
+        methods.update({stream: (f"-{stream}", inputs.stream_probs[stream]) for stream in STREAMS})
+    with atomic_dir(out_dir) as tmp:
+        counts = {}
+        for method, (suffix, probs) in methods.items():
+            counts[method] = write_masks(probs, tmp / f"{MASKS}{suffix}", inputs.threshold, size)
+            _overlay_video(inputs, tmp / f"{MASKS}{suffix}", tmp / f"overlay{suffix}.mp4")
+        record = {
+            "name": inputs.name,
+            "frames": counts["joint"],
+            "source_size": list(size),
+            "working_size": _working_size(inputs.frames_dir),
+            "fps": inputs.fps,
+            "threshold": inputs.threshold,
+            "outputs": sorted(p.name for p in tmp.iterdir()) + [RECORD],
+            "model_sha256": {
+                method: read_probs_attrs(probs).get("model_sha256")
+                for method, probs in {"joint": inputs.joint_probs, **inputs.stream_probs}.items()
+            },
+            **inputs.provenance,
+            "fusionseg_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def _overlay_video(inputs: SegmentInputs, masks_dir: Path, out: Path) -> None:
+    """The source frames with the masks of `masks_dir` tinted and outlined, as an MP4 video."""
+    mask_paths = sorted(masks_dir.glob("*.png"))
+
+    def frames() -> Iterator[np.ndarray]:
+        source = inputs.source_frames()
+        for index, mask_path in enumerate(tqdm(mask_paths, desc=f"overlay {inputs.name}", unit="frame", leave=False)):
+            frame = next(source, None)
+            if frame is None:
+                raise InputError(f"{inputs.name}: the source has {index} frames, the masks {len(mask_paths)}")
+            mask = read_mask(mask_path)
+            if mask.shape != frame.shape[:2]:
+                raise InputError(
+                    f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, source frame {index} is {frame.shape[1]}x{frame.shape[0]}"
+                )
+            yield overlay(frame, mask)
+
+    write_video(out, frames(), inputs.fps)
+
+
+def _working_size(frames_dir: Path) -> list[int]:
+    """(width, height) the networks saw: the working-size frames' own size."""
+    from fusionseg.datasets.layout import Sequence
+
+    first = Sequence.from_frames_dir(frames_dir).table().iloc[0]
+    return [int(first["width"]), int(first["height"])]
+
+
+def read_record(folder: str | Path) -> dict:
+    """A sequence folder's segment.json."""
+    path = Path(folder) / RECORD
+    if not path.is_file():
+        raise InputError(f"{folder}: not a segmented sequence (no {RECORD})")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise InputError(f"{path}: not readable JSON ({exc})") from exc

@@ -1,0 +1,309 @@
+"""Model bundles: export-models round trip, float16 storage, and one clear line for every bad bundle;
+a config that names trained models plans no training.
+
+Bundles here hold untrained EfficientNet-Lite0 streams (the smallest backbone) of a tiny synthetic run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from fusionseg.cli import main
+from fusionseg.errors import ConfigError, InputError
+from fusionseg.models import bundle as bundle_module
+from fusionseg.models.bundle import (
+    MANIFEST_NAME,
+    check_models_config,
+    export_bundle,
+    extract_models,
+    read_bundle,
+    read_manifest,
+)
+from fusionseg.models.checkpoint import file_sha256, load_model, save_checkpoint
+from fusionseg.models.fusion import FusionModel
+from fusionseg.models.stream import StreamModel
+from snakemake_support import job_counts, dry_run, write_config
+
+# A run that trained on synthetic clip000 (every training role) and was scored on clip001.
+TRAINING_CONFIG = {
+    "out_dir": "run",
+    "datasets": {
+        "synth": {"layout": "synthetic", "synthetic": {"sequences": 3, "frames": 4, "height": 48, "width": 64, "max_objects": 1, "seed": 3}}
+    },
+    "roles": {
+        "appearance_train": [{"dataset": "synth", "sequences": ["clip000"]}],
+        "weak_video": [{"dataset": "synth", "sequences": ["clip000"]}],
+        "fusion_train": [{"dataset": "synth", "sequences": ["clip000"]}],
+        "benchmark": [{"dataset": "synth", "sequences": ["clip001"]}],
+    },
+    "role_overlap": [["appearance_train", "weak_video"], ["appearance_train", "fusion_train"], ["weak_video", "fusion_train"]],
+    "appearance": {"weights": "none"},
+    "motion": {"weights": "none"},
+    "flow": {"method": "tvl1", "device": "cpu", "tvl1": {"iterations": 10, "warps": 2, "max_levels": 3}},
+}
+SUMMARY = pd.DataFrame({"method": ["Ours-Joint"], "method_id": ["joint"], "synth J": [0.25]})
+
+
+def write_training_run(folder: Path) -> Path:
+    """A finished (untrained) run in `folder`: config, three checkpoints, summary; returns the config."""
+    torch.manual_seed(0)
+    config_path = folder / "train.yaml"
+    config_path.write_text(yaml.safe_dump(TRAINING_CONFIG, sort_keys=False))
+    models = folder / "run" / "models"
+    for stream in ("appearance", "motion"):
+        save_checkpoint(models / f"{stream}.pt", StreamModel("efficientnet_lite0", "none", stream).eval(), {"iterations": 1}, 1)
+    fusion = FusionModel()
+    with torch.no_grad():
+        fusion.motion.bias.copy_(torch.tensor([0.1, -0.2]))
+    save_checkpoint(models / "fusion.pt", fusion, {"iterations": 1}, 1)
+    (folder / "run" / "results").mkdir(parents=True)
+    SUMMARY.to_csv(folder / "run" / "results" / "summary.csv", index=False)
+    return config_path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """The folder of a finished training run (the working directory export-models runs in)."""
+    return write_training_run(tmp_path_factory.mktemp("trained")).parent
+
+
+@pytest.fixture(scope="module")
+def bundle(trained) -> Path:
+    path = trained / "bundle.zip"
+    export_bundle(trained / "train.yaml", path, models_dir=trained / "run" / "models", summary=trained / "run" / "results" / "summary.csv")
+    return path
+
+
+def rewrite_bundle(source: Path, out: Path, members: dict[str, bytes] | None = None, edit=None, keep_checksums: bool = False) -> Path:
+    """A copy of a bundle with members replaced and the manifest edited; checksums follow the new members
+    unless `keep_checksums` (then the manifest still describes the old ones)."""
+    with zipfile.ZipFile(source) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(contents.pop(MANIFEST_NAME))
+    contents.update(members or {})
+    if not keep_checksums:
+        for name, data in contents.items():
+            manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    if edit:
+        edit(manifest)
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(MANIFEST_NAME, json.dumps(manifest))
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    return out
+
+
+def member(path: Path, name: str) -> bytes:
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(name)
+
+
+def one_error_line(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_manifest_records_checksums_training_scores_and_terms(bundle, trained) -> None:
+    manifest = read_manifest(bundle)
+    with zipfile.ZipFile(bundle) as archive:
+        names = set(archive.namelist())
+        for name, entry in manifest["files"].items():
+            assert hashlib.sha256(archive.read(name)).hexdigest() == entry["sha256"]
+    assert names == {"manifest.json", "config.yaml", "appearance.pt", "motion.pt", "fusion.pt"}
+    assert member(bundle, "config.yaml") == (trained / "train.yaml").read_bytes()
+    assert manifest["training"]["roles"]["fusion_train"] == ["synth/clip000"]
+    assert manifest["scores"]["summary"] == [{"method": "Ours-Joint", "method_id": "joint", "synth J": 0.25}]
+    assert manifest["max_side"] == 64  # the synthetic clips' longer side
+    assert manifest["models"]["motion"]["input"]["flow"]["method"] == "tvl1"
+    assert manifest["models"]["motion"]["input"]["flow"]["params"]["iterations"] == 10
+    assert manifest["models"]["motion"]["input"]["flow_rgb"] == {"normalization": "per_frame", "max_flow": None}
+    assert manifest["models"]["appearance"]["arch"] == {"kind": "stream", "stream": "appearance", "backbone": "efficientnet_lite0"}
+    assert "synthetic" in manifest["licence"]
+    assert manifest["git_commit"] is None or len(manifest["git_commit"]) == 40
+
+
+def test_davis_training_data_puts_its_licence_in_the_manifest() -> None:
+    config = {
+        "datasets": {"davis": {"layout": "davis"}, "synth": {"layout": "synthetic"}},
+        "roles": {"appearance_train": [{"dataset": "davis"}], "weak_video": [{"dataset": "synth"}], "fusion_train": []},
+        "appearance": {"weights": "imagenet"},
+        "motion": {"weights": "none"},
+    }
+    note = bundle_module.licence_note(config)
+    assert "CC BY-NC" in note and "non-commercial" in note and "ImageNet" in note
+
+
+def test_weights_are_stored_as_float16_and_load_as_float32(bundle, trained, tmp_path) -> None:
+    stored = torch.load(io.BytesIO(member(bundle, "motion.pt")), weights_only=True)["model"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    paths = extract_models(read_bundle(bundle), tmp_path)
+    for name, path in paths.items():
+        assert file_sha256(path) == read_manifest(bundle)["files"][f"{name}.pt"]["sha256"]
+    original = load_model(trained / "run" / "models" / "motion.pt", "stream", "motion")
+    restored = load_model(paths["motion"], "stream", "motion")
+    assert all(p.dtype == torch.float32 for p in restored.parameters())
+    images = torch.rand(1, 3, 48, 64) * 255
+    with torch.no_grad():
+        assert torch.allclose(original(images).softmax(1), restored(images).softmax(1), atol=2e-3)
+    fusion = load_model(paths["fusion"], "fusion")
+    assert fusion.motion.bias.tolist() == pytest.approx([0.1, -0.2], abs=1e-3)
+
+
+def test_export_models_command_round_trip(trained, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(trained)
+    out = tmp_path / "cli.zip"
+    assert main(["export-models", "--config", "train.yaml", "--out", str(out), "--no-scores", "--licence", "test terms"]) == 0
+    verified = read_bundle(out)
+    assert verified.sha256 == file_sha256(out)
+    assert verified.manifest["scores"] is None and verified.manifest["licence"] == "test terms"
+    assert verified.flow.method == "tvl1" and verified.max_side == 64
+
+
+def test_export_without_the_run_summary_says_what_to_do(trained, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(trained)
+    line = one_error_line(capsys, ["export-models", "--config", "train.yaml", "--summary", "missing.csv", "--out", str(tmp_path / "b.zip")])
+    assert "missing.csv" in line and "--no-scores" in line
+    assert not (tmp_path / "b.zip").exists()
+
+
+def test_truncated_bundle_is_one_line_naming_it(bundle, tmp_path, capsys) -> None:
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(bundle.read_bytes()[: bundle.stat().st_size // 2])
+    line = one_error_line(capsys, ["segment", str(tmp_path), "--models", str(broken), "--out", str(tmp_path / "out")])
+    assert str(broken) in line and "bundle" in line
+
+
+def test_altered_member_fails_its_checksum(bundle, tmp_path) -> None:
+    altered = rewrite_bundle(bundle, tmp_path / "altered.zip", {"fusion.pt": member(bundle, "fusion.pt")[:-10] + b"0" * 10}, keep_checksums=True)
+    with pytest.raises(InputError, match=r"altered\.zip: fusion\.pt does not match its SHA-256"):
+        read_bundle(altered)
+
+
+def test_checkpoint_in_the_wrong_place_is_named(bundle, tmp_path) -> None:
+    swapped = rewrite_bundle(bundle, tmp_path / "swapped.zip", {"motion.pt": member(bundle, "appearance.pt")})
+    with pytest.raises(InputError, match=r"swapped\.zip: motion\.pt: holds a appearance stream .*motion model's place"):
+        read_bundle(swapped)
+
+
+def test_manifest_architecture_must_match_the_checkpoint(bundle, tmp_path) -> None:
+    def claim_resnet(manifest: dict) -> None:
+        manifest["models"]["appearance"]["arch"]["backbone"] = "resnet50"
+
+    mismatched = rewrite_bundle(bundle, tmp_path / "mismatched.zip", edit=claim_resnet)
+    with pytest.raises(InputError, match=r"appearance\.pt: holds a appearance stream \(efficientnet_lite0\), but manifest\.json lists .*resnet50"):
+        read_bundle(mismatched)
+
+
+def test_weights_that_do_not_fit_the_architecture_are_named(bundle, tmp_path) -> None:
+    payload = torch.load(io.BytesIO(member(bundle, "appearance.pt")), weights_only=True)
+    payload["model"].pop(next(iter(payload["model"])))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    damaged = rewrite_bundle(bundle, tmp_path / "damaged.zip", {"appearance.pt": buffer.getvalue()})
+    with pytest.raises(InputError, match=r"damaged\.zip: appearance\.pt: weights do not fit"):
+        read_bundle(damaged)
+
+
+def test_wrong_input_convention_is_refused(bundle, tmp_path) -> None:
+    def rgb_motion(manifest: dict) -> None:
+        manifest["models"]["motion"]["input"] = {"kind": "rgb"}
+
+    with pytest.raises(InputError, match=r"the motion model's input is 'rgb'"):
+        read_bundle(rewrite_bundle(bundle, tmp_path / "rgb.zip", edit=rgb_motion))
+
+    def unknown_flow(manifest: dict) -> None:
+        manifest["models"]["motion"]["input"]["flow"]["method"] = "raft"
+
+    with pytest.raises(InputError, match=r"raft\.zip: the motion stream's input convention cannot be reproduced: .*'raft'"):
+        read_bundle(rewrite_bundle(bundle, tmp_path / "raft.zip", edit=unknown_flow))
+
+
+def bundle_config(bundle: Path, **changes) -> dict:
+    """A workflow config segmenting one synthetic clip with the bundle's models."""
+    config = {
+        "out_dir": "out",
+        "datasets": {"synth": {"layout": "synthetic", "synthetic": {"sequences": 2, "frames": 4, "height": 48, "width": 64, "max_objects": 1, "seed": 5}}},
+        "roles": {"segment": [{"dataset": "synth", "sequences": ["clip000"]}], "benchmark": [{"dataset": "synth", "sequences": ["clip001"]}]},
+        "models": {"bundle": str(bundle)},
+        "flow": {"method": "tvl1", "device": "cpu", "tvl1": {"iterations": 10, "warps": 2, "max_levels": 3}},
+        "resources": {"gpu": 0, "threads": 1, "mem_mb": 1000, "runtime": 10},
+    }
+    config.update(changes)
+    return config
+
+
+def test_workflow_flow_must_be_the_bundles(bundle) -> None:
+    from fusionseg.config import check_config
+
+    config = check_config(bundle_config(bundle, flow={"method": "dis"}))
+    with pytest.raises(ConfigError, match=r"trained on tvl1 flow, per-frame colour coding, but the config makes dis flow.*set flow\.method: tvl1"):
+        check_models_config(config)
+    fixed = check_config(bundle_config(bundle, flow_rgb={"normalization": "fixed", "max_flow": 5.0}))
+    with pytest.raises(ConfigError, match=r"flow_rgb\.normalization: per_frame"):
+        check_models_config(fixed)
+
+
+def test_models_section_is_a_bundle_or_three_checkpoints(bundle, trained) -> None:
+    from fusionseg.config import check_config
+
+    with pytest.raises(ConfigError, match=r"models: give either bundle, or all of appearance, motion and fusion \(got appearance\)"):
+        check_models_config(check_config(bundle_config(bundle, models={"appearance": str(trained / "run/models/appearance.pt")})))
+    training = bundle_config(bundle)
+    training["roles"]["fusion_train"] = [{"dataset": "synth", "sequences": ["clip001"]}]
+    training["role_overlap"] = [["fusion_train", "benchmark"]]
+    with pytest.raises(ConfigError, match=r"nothing is trained; remove the training role\(s\) fusion_train"):
+        check_models_config(check_config(training))
+
+
+def test_export_refuses_a_run_that_trained_nothing(bundle, tmp_path) -> None:
+    config = tmp_path / "bundled.yaml"
+    config.write_text(yaml.safe_dump(bundle_config(bundle)))
+    with pytest.raises(ConfigError, match=r"bundled\.yaml: models: this run used trained models from elsewhere"):
+        export_bundle(config, tmp_path / "again.zip")
+
+
+def test_a_bundle_config_plans_no_training(bundle, tmp_path) -> None:
+    write_config(tmp_path, bundle_config(bundle))
+    jobs = job_counts(dry_run(tmp_path))
+    assert not {"train_appearance", "train_motion", "train_fusion", "bootstrap"} & set(jobs)
+    assert jobs["import_models"] == 1 and jobs["segment_sequence"] == 1
+    assert jobs["infer_appearance"] == jobs["infer_motion"] == jobs["infer_joint"] == 2  # segment + benchmark clip
+
+
+def test_three_checkpoints_plan_no_training_either(trained, tmp_path) -> None:
+    models = {name: str(trained / "run" / "models" / f"{name}.pt") for name in ("appearance", "motion", "fusion")}
+    write_config(tmp_path, bundle_config(Path("unused"), models=models))
+    jobs = job_counts(dry_run(tmp_path))
+    assert not {"train_appearance", "train_motion", "train_fusion", "bootstrap"} & set(jobs)
+    assert jobs["import_models"] == 1 and jobs["segment_sequence"] == 1
+
+
+def test_import_models_unpacks_a_verified_bundle(bundle, tmp_path) -> None:
+    from fusionseg.models.bundle import FlowConvention, import_models
+
+    provenance = import_models(tmp_path / "imported", FlowConvention("tvl1", {}, "per_frame", None), bundle=bundle)
+    assert provenance["bundle_sha256"] == file_sha256(bundle)
+    recorded = json.loads((tmp_path / "imported" / "provenance.json").read_text())
+    assert recorded["checkpoint_sha256"]["motion"] == file_sha256(tmp_path / "imported" / "motion.pt")
+    with pytest.raises(ConfigError, match="trained on tvl1 flow"):
+        import_models(tmp_path / "refused", FlowConvention("farneback", {}, "per_frame", None), bundle=bundle)
+    assert not (tmp_path / "refused").exists()
+
+
+def test_missing_default_bundle_says_how_to_get_one(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(bundle_module, "default_bundle_path", lambda: tmp_path / "davis-cpu.zip")
+    clip = tmp_path / "frames"
+    clip.mkdir()
+    line = one_error_line(capsys, ["segment", str(clip), "--out", str(tmp_path / "out")])
+    assert "no model bundle is installed" in line and "export-models" in line and "--models" in line

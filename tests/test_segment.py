@@ -1,0 +1,241 @@
+"""Segmenting video without ground truth: `fusionseg segment` end to end, the outputs from probabilities,
+bad input, and the workflow's segment role (planned without training or scores, and one tiny real run)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fusionseg.cli import main
+from fusionseg.datasets.layout import Sequence
+from fusionseg.datasets.raw import RawSequence
+from fusionseg.datasets.writer import ExtractOptions, write_sequence
+from fusionseg.infer.probs import write_probs
+from fusionseg.io import read_mask, write_image
+from fusionseg.models.bundle import export_bundle
+from fusionseg.models.checkpoint import file_sha256
+from fusionseg.segment.outputs import SegmentInputs, write_segment_outputs
+from fusionseg.segment.video import read_video, video_fps
+from snakemake_support import dry_run, job_counts, run_snakemake, write_config
+from test_bundle import bundle_config, write_training_run
+
+SOURCE_SIZE = (96, 72)  # the bundle was trained at max_side 64: the networks see 64x48
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("bundle")
+    path = folder / "bundle.zip"
+    export_bundle(write_training_run(folder), path, models_dir=folder / "run" / "models", scores=False)
+    return path
+
+
+def moving_square(index: int, size: tuple[int, int] = SOURCE_SIZE) -> np.ndarray:
+    """A textured frame with a bright square moving right: RGB uint8."""
+    width, height = size
+    rng = np.random.default_rng(0)
+    frame = (rng.random((height, width, 3)) * 90).astype(np.uint8)
+    x = 10 + 4 * index
+    frame[20:44, x : x + 24] = (230, 200, 40)
+    return frame
+
+
+def write_clip(path: Path, frames: int, fps: float = 12.0, size: tuple[int, int] = SOURCE_SIZE) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for index in range(frames):
+        writer.write(cv2.cvtColor(moving_square(index, size), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def segment(*argv: str) -> int:
+    return main(["segment", *argv, "--threads", "1", "--device", "cpu"])
+
+
+def one_error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_segment_a_video_file(bundle, tmp_path) -> None:
+    clip = write_clip(tmp_path / "square.mp4", frames=6)
+    out = tmp_path / "out"
+    assert segment(str(clip), "--models", str(bundle), "--out", str(out), "--stream-overlays") == 0
+    folder = out / "square"
+    masks = sorted((folder / "masks").glob("*.png"))
+    assert [m.stem for m in masks] == [f"{i:05d}" for i in range(6)]
+    assert {read_mask(m).shape for m in masks} == {(SOURCE_SIZE[1], SOURCE_SIZE[0])}
+    video = list(read_video(folder / "overlay.mp4"))
+    assert len(video) == 6 and video[0].shape == (SOURCE_SIZE[1], SOURCE_SIZE[0], 3)
+    assert video_fps(folder / "overlay.mp4") == pytest.approx(12.0)
+    for stream in ("appearance", "motion"):
+        assert len(list((folder / f"masks-{stream}").glob("*.png"))) == 6
+        assert len(list(read_video(folder / f"overlay-{stream}.mp4"))) == 6
+    record = json.loads((folder / "segment.json").read_text())
+    assert record["models"]["bundle_sha256"] == file_sha256(bundle)
+    assert record["model_sha256"]["joint"] == record["models"]["checkpoint_sha256"]["fusion"]
+    assert record["working_size"] == [64, 48] and record["source_size"] == list(SOURCE_SIZE)
+    assert record["flow"]["method"] == "tvl1" and record["flow_rgb"]["normalization"] == "per_frame"
+    assert "square" in (out / "report.html").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "square"]  # no work folder left
+
+
+def test_segment_an_image_folder_of_odd_size(bundle, tmp_path) -> None:
+    folder = tmp_path / "walk"
+    for index in range(3):
+        write_image(folder / f"img{index + 8}.png", moving_square(index, (75, 45)))  # natural order: 8, 9, 10
+    out = tmp_path / "out"
+    assert segment(str(folder), "--models", str(bundle), "--out", str(out), "--fps", "5", "--max-side", "40") == 0
+    assert [read_mask(m).shape for m in sorted((out / "walk" / "masks").glob("*.png"))] == [(45, 75)] * 3
+    video = list(read_video(out / "walk" / "overlay.mp4"))
+    assert len(video) == 3 and video[0].shape == (44, 74, 3)  # MPEG-4 codes even sizes
+    record = json.loads((out / "walk" / "segment.json").read_text())
+    assert record["fps"] == 5 and record["working_size"] == [40, 24]
+
+
+def test_overlay_tints_the_joint_mask_at_the_source_size(tmp_path) -> None:
+    """Probabilities at the working size, a square of foreground: masks and overlay at the native size."""
+    frames = [moving_square(i) for i in range(3)]
+    raw = RawSequence("sq", lambda: ((f"f{i}", f) for i, f in enumerate(frames)))
+    sequence = write_sequence(raw, tmp_path / "frames", ExtractOptions(max_side=48))
+    probs = np.zeros((3, 36, 48), np.float32)
+    probs[:, 10:22, 16:28] = 0.9
+    joint = tmp_path / "joint.h5"
+    write_probs(joint, [probs], 3, (36, 48), "joint", "0" * 64)
+    inputs = SegmentInputs("sq", sequence.frames_dir, joint, lambda: iter(frames), fps=10.0)
+    record = write_segment_outputs(inputs, tmp_path / "out")
+    mask = read_mask(tmp_path / "out" / "masks" / "00001.png")
+    assert mask.shape == (72, 96) and mask[21:43, 33:55].all() and not mask[:18].any()
+    change = list(read_video(tmp_path / "out" / "overlay.mp4"))[1].astype(float) - frames[1]
+    inside, outside = change[26:38, 38:50].mean(axis=(0, 1)), change[50:70, 70:90].mean(axis=(0, 1))
+    assert inside[0] > 30 and inside[2] < -5  # tinted red
+    assert np.abs(outside).max() < 5  # untouched but for compression noise
+    assert record["frames"] == 3 and record["model_sha256"]["joint"] == "0" * 64
+
+
+def test_unreadable_video_is_one_line_and_leaves_nothing(bundle, tmp_path, capsys) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    out = tmp_path / "out"
+    assert segment(str(bad), "--models", str(bundle), "--out", str(out)) == 2
+    line = one_error_line(capsys)
+    assert str(bad) in line and "not a readable video" in line
+    assert not out.exists()
+
+
+def test_truncated_video_leaves_no_folder(bundle, tmp_path, capsys) -> None:
+    good = write_clip(tmp_path / "good.mp4", frames=4)
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(write_clip(tmp_path / "long.mp4", frames=30).read_bytes()[:-3000])
+    out = tmp_path / "out"
+    assert segment(str(good), str(truncated), "--models", str(bundle), "--out", str(out)) == 2
+    assert str(truncated) in one_error_line(capsys)
+    assert not (out / "cut").exists() and not [p for p in out.glob(".*")]
+
+
+def test_one_frame_clip_says_what_to_do(bundle, tmp_path, capsys) -> None:
+    clip = write_clip(tmp_path / "still.mp4", frames=1)
+    assert segment(str(clip), "--models", str(bundle), "--out", str(tmp_path / "out")) == 2
+    line = one_error_line(capsys)
+    assert str(clip) in line and "only 1 frame" in line and "at least 2 frames" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_without_images_is_named(bundle, tmp_path, capsys) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no frames here")
+    assert segment(str(empty), "--models", str(bundle), "--out", str(tmp_path / "out")) == 2
+    assert one_error_line(capsys).endswith(f"{empty}: no images or videos in this folder")
+
+
+def test_two_inputs_with_one_name_are_refused(bundle, tmp_path, capsys) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_clip(tmp_path / folder / "clip.mp4", 2)
+    assert segment(str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b"), "--models", str(bundle), "--out", str(tmp_path / "o")) == 2
+    assert "sequence name 'clip'" in one_error_line(capsys)
+
+
+# ---- the workflow's segment role ----------------------------------------------------------------
+
+
+def trained_segment_config(**roles) -> dict:
+    """A tiny config that trains its models, with clip002 (and maybe more) in the segment role."""
+    from test_workflow import TINY_CONFIG, tiny_config
+
+    config = tiny_config()
+    config["datasets"]["synth"]["synthetic"]["sequences"] = 3
+    config["roles"] = {**TINY_CONFIG["roles"], "segment": [{"dataset": "synth", "sequences": ["clip002"]}], **roles}
+    return config
+
+
+def planned(plan: str) -> list[tuple[str, str]]:
+    """(rule, job description) for every job of a dry run."""
+    parts = re.split(r"^(?:local)?rule (\w+):$", plan.split("Job stats:", 1)[1], flags=re.M)
+    return list(zip(parts[1::2], parts[2::2]))
+
+
+def test_segment_role_is_never_trained_on_or_scored(tmp_path) -> None:
+    write_config(tmp_path, trained_segment_config())
+    plan = dry_run(tmp_path)
+    jobs = job_counts(plan)
+    assert jobs["segment_sequence"] == 1 and jobs["score"] == 5 and jobs["threshold_masks"] == 3
+    on_segment_clip = {rule for rule, job in planned(plan) if "clip002" in job}
+    assert on_segment_clip == {
+        "synth_frames", "compute_flow", "encode_flow", "infer_appearance", "infer_motion", "infer_joint",
+        "segment_sequence", "render_report",
+    }  # fmt: skip
+
+
+def test_segment_role_shares_no_sequence_unless_allowed(tmp_path) -> None:
+    from fusionseg.config import check_config
+    from fusionseg.errors import ConfigError
+
+    config = trained_segment_config(segment=[{"dataset": "synth", "sequences": ["clip001"]}])
+    with pytest.raises(ConfigError, match="roles benchmark and segment share 1 sequence"):
+        check_config(config)
+    config["role_overlap"] = [*config["role_overlap"], ["benchmark", "segment"]]
+    check_config(config)
+
+
+def test_still_images_are_refused_in_segment(tmp_path) -> None:
+    from fusionseg.config import check_config
+    from fusionseg.errors import ConfigError
+
+    for folder in ("images", "masks"):
+        (tmp_path / "photos" / folder).mkdir(parents=True)
+    config = trained_segment_config(segment=[{"dataset": "photos"}])
+    config["datasets"]["photos"] = {"layout": "images", "root": str(tmp_path / "photos")}
+    with pytest.raises(ConfigError, match=r"roles\.segment: dataset 'photos' has layout 'images'"):
+        check_config(config)
+
+
+@pytest.mark.slow
+def test_segment_role_with_a_bundle_runs(bundle, tmp_path) -> None:
+    """A real run: a synthetic clip and a video file segmented with the bundle's models, no benchmark."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_clip(videos / "square.mp4", frames=4)
+    config = bundle_config(bundle)
+    config["datasets"]["clips"] = {"layout": "video", "root": str(videos), "max_side": 64}
+    config["roles"] = {"segment": [{"dataset": "synth", "sequences": ["clip000"]}, {"dataset": "clips"}]}
+    write_config(tmp_path, config)
+    run_snakemake(tmp_path, "--cores", "2")
+    out = tmp_path / "out"
+    square = out / "segment" / "clips" / "square"
+    assert [read_mask(m).shape for m in sorted((square / "masks").glob("*.png"))] == [(72, 96)] * 4
+    assert len(list(read_video(square / "overlay.mp4"))) == 4
+    assert Sequence.from_frames_dir(out / "frames" / "clips" / "JPEGImages" / "480p" / "square").source_size() == SOURCE_SIZE
+    record = json.loads((square / "segment.json").read_text())
+    assert record["models"]["bundle_sha256"] == file_sha256(bundle) and record["name"] == "clips/square"
+    assert len(list((out / "segment" / "synth" / "clip000" / "masks").glob("*.png"))) == 4
+    report = (out / "results" / "report.html").read_text()
+    assert "Segmented videos" in report and "clips/square" in report and "Summary" not in report
+    assert not (out / "models" / "appearance.pt").exists() and not (out / "results" / "scores").exists()
