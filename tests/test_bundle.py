@@ -144,6 +144,23 @@ def test_davis_training_data_puts_its_licence_in_the_manifest() -> None:
     assert "CC BY-NC" in note and "non-commercial" in note and "ImageNet" in note
 
 
+def test_working_size_of_native_size_video_comes_from_the_run_frame_tables(tmp_path) -> None:
+    from fusionseg.config import check_config
+
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "walk.mp4").write_bytes(b"")  # listed by name only
+    config = check_config({
+        "out_dir": "run",
+        "datasets": {"clips": {"layout": "video", "root": str(tmp_path / "videos")}, **TRAINING_CONFIG["datasets"]},
+        "roles": {"appearance_train": [{"dataset": "clips"}, {"dataset": "synth", "sequences": ["clip000"]}]},
+    })  # fmt: skip
+    assert bundle_module.training_max_side(config, tmp_path / "run") is None  # not extracted: unknown
+    table = tmp_path / "run" / "frames" / "clips" / "Tables" / "walk.csv"
+    table.parent.mkdir(parents=True)
+    pd.DataFrame({"index": [0, 1], "width": [100, 100], "height": [60, 60]}).to_csv(table, index=False)
+    assert bundle_module.training_max_side(config, tmp_path / "run") == 100
+
+
 def test_weights_are_stored_as_float16_and_load_as_float32(bundle, trained, tmp_path) -> None:
     stored = torch.load(io.BytesIO(member(bundle, "motion.pt")), weights_only=True)["model"]
     assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}

@@ -82,7 +82,7 @@ class Bundle:
 
     @property
     def flow(self) -> FlowConvention:
-        return _flow_from_input(self.manifest["models"]["motion"]["input"])
+        return manifest_flow(self.path, self.manifest)
 
     @property
     def max_side(self) -> int | None:
@@ -249,16 +249,20 @@ def _check_inputs(path: Path, manifest: dict) -> None:
         if kind != INPUT_KINDS[name]:
             raise InputError(f"{path}: the {name} model's input is {kind!r} in {MANIFEST_NAME}, FusionSeg feeds it {INPUT_KINDS[name]!r}")
     try:
-        flow = _flow_from_input(manifest["models"]["motion"]["input"])
-        _check_flow_convention(flow)
-    except (ConfigError, KeyError, TypeError) as exc:
+        _check_flow_convention(manifest_flow(path, manifest))
+    except ConfigError as exc:
         raise InputError(f"{path}: the motion stream's input convention cannot be reproduced: {exc}") from exc
 
 
-def _flow_from_input(entry: dict) -> FlowConvention:
-    return FlowConvention(
-        entry["flow"]["method"], dict(entry["flow"]["params"]), entry["flow_rgb"]["normalization"], entry["flow_rgb"]["max_flow"]
-    )
+def manifest_flow(path: Path, manifest: dict) -> FlowConvention:
+    """The flow convention the manifest records for the motion stream."""
+    try:
+        entry = manifest["models"]["motion"]["input"]
+        return FlowConvention(
+            entry["flow"]["method"], dict(entry["flow"]["params"]), entry["flow_rgb"]["normalization"], entry["flow_rgb"]["max_flow"]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: {MANIFEST_NAME} does not record the motion stream's flow convention ({exc!r} missing)") from exc
 
 
 def _check_flow_convention(flow: FlowConvention) -> None:
@@ -315,7 +319,7 @@ def check_models_config(config: dict, source: str = "config") -> None:
             f"{', '.join(training)} (or models: to train here)"
         )
     if "bundle" in models:
-        bundle_flow = _flow_from_input(read_manifest(models["bundle"])["models"]["motion"]["input"])
+        bundle_flow = manifest_flow(Path(models["bundle"]), read_manifest(models["bundle"]))
         check_flow_matches(bundle_flow, flow_convention_of(config), models["bundle"], source)
 
 
@@ -399,7 +403,7 @@ def export_bundle(config_path: str | Path, out: str | Path, models_dir: str | Pa
         **_git_state(),
         "licence": licence or licence_note(config),
         "weights_dtype": "float16",
-        "max_side": training_max_side(config),
+        "max_side": training_max_side(config, run_dir),
         "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in members.items()},
         "models": models,
         "training": _training_entry(config),
@@ -426,21 +430,32 @@ def _input_entry(name: str, flow: FlowConvention) -> dict:
     return {"kind": INPUT_KINDS[name], **(flow.as_dict() if name == "motion" else {})}
 
 
-def training_max_side(config: dict) -> int | None:
-    """The longer frame side of the training roles' video, from the config (None when any was native size)."""
+def training_max_side(config: dict, run_dir: Path) -> int | None:
+    """The longest frame side the training roles' data had: the config's max_side or synthetic size, else
+    the run's frame tables (native-size video); None when some size is unknown (native-size photos)."""
     from fusionseg.config import role_sequences
 
     sides = []
-    datasets = {dataset for role in TRAINING_ROLES for dataset, _ in role_sequences(config, role)}
-    for name in sorted(datasets):
+    pairs = {pair for role in TRAINING_ROLES for pair in role_sequences(config, role)}
+    for name in sorted({dataset for dataset, _ in pairs}):
         entry = config["datasets"][name]
         if entry["layout"] == "synthetic":
             sides.append(max(entry["synthetic"]["height"], entry["synthetic"]["width"]))
         elif entry.get("max_side"):
             sides.append(entry["max_side"])
         else:
-            return None
+            tables = [run_dir / "frames" / name / "Tables" / f"{seq}.csv" for dataset, seq in pairs if dataset == name]
+            if not all(table.is_file() for table in tables):
+                return None
+            sides.append(max(_longest_side(table) for table in tables))
     return max(sides) if sides else None
+
+
+def _longest_side(table: Path) -> int:
+    import pandas as pd
+
+    frames = pd.read_csv(table)
+    return int(max(frames["width"].max(), frames["height"].max()))
 
 
 def licence_note(config: dict) -> str:
