@@ -8,10 +8,14 @@ that `fusionseg --help` stays fast. Errors the user can fix print one line namin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import logging
+import os
+import signal
 import sys
+from typing import Iterator
 
 from fusionseg import __version__
 from fusionseg.errors import FusionSegError
@@ -51,6 +55,8 @@ def _validate_config(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one step; what goes wrong prints one line (exit 2: bad input or config, 1: the machine,
+    130: Ctrl-C, 143: terminated), and outputs under way are removed as the error unwinds."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -58,9 +64,50 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     handler = getattr(args, "handler", None) or (_validate_config if args.command == "validate-config" else None)
+    failure = None
     try:
-        handler(args)
+        with _terminate_as_exception():
+            handler(args)
     except FusionSegError as exc:
-        print(f"fusionseg {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        failure, status = f"error: {_one_line(str(exc))}", 2
+    except OSError as exc:
+        failure, status = f"error: {_describe_os_error(exc)}", 1
+    except KeyboardInterrupt:
+        failure, status = "interrupted (Ctrl-C)", 130
+    except Terminated:
+        failure, status = "terminated (SIGTERM)", 128 + signal.SIGTERM
+    if failure:
+        print(f"fusionseg {args.command}: {failure}", file=sys.stderr)
+        return status
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM (a scheduler cancelling the job), raised so that temporary outputs are removed."""
+
+
+@contextlib.contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    """Python dies on SIGTERM without unwinding; raise `Terminated` instead while a step runs."""
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """'<file>: <cause>' for a failure of the machine or the file system that no stage anticipated."""
+    cause = os.strerror(exc.errno).lower() if exc.errno else _one_line(str(exc))
+    return f"{os.fsdecode(exc.filename)}: {cause}" if exc.filename else cause
+
+
+def _one_line(message: str) -> str:
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())

@@ -11,3 +11,12 @@ class InputError(FusionSegError):
 
 class ConfigError(FusionSegError):
     """The configuration is invalid. The message names the offending key."""
+
+
+class OutputError(FusionSegError):
+    """An output cannot be written: the disk is full, or its folder is read-only or forbidden. The
+    message names the output and the cause; nothing is left under its final or temporary name."""
+
+    def __init__(self, path, cause: str) -> None:
+        super().__init__(f"{path}: cannot write ({cause})")
+        self.path, self.cause = path, cause

@@ -1,57 +1,149 @@
-"""Small I/O helpers shared by every stage: atomic outputs and checked image reading/writing.
+"""Small I/O helpers shared by every stage: atomic outputs and checked reading/writing.
 
 Every stage writes its outputs through `atomic_file` / `atomic_dir`, so an interrupted or failed
-step never leaves a partial output under the final name (Snakemake would otherwise trust it).
+step never leaves a partial output under the final name (Snakemake would otherwise trust it). A
+write that fails for a reason of the machine (full disk, read-only or forbidden folder) becomes one
+`OutputError` naming the output. Temporary names carry the host and process id, so the next run
+that writes the same output removes what a killed run left (and never what a live one is writing).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import io
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
-from fusionseg.errors import InputError
+from fusionseg.errors import InputError, OutputError
+
+if TYPE_CHECKING:
+    import h5py
+    import pandas as pd
 
 PathLike = str | os.PathLike
+
+_HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+# .<output name>.<host>-<pid>.<random>.tmp, the names `temporary_path` makes.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)-(?P<pid>\d+)\.[a-z0-9_]+\.tmp$")
+# Failures of the machine, not of the input: always about the file being written.
+_WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+_ACCESS_FAULTS = (errno.EACCES, errno.EPERM)
 
 
 @contextlib.contextmanager
 def atomic_file(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        _default_permissions(tmp, 0o666)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with write_faults_named(path):
+        tmp = temporary_path(path, directory=False)
+        try:
+            yield tmp
+            _default_permissions(tmp, 0o666)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
+    with write_faults_named(path):
+        tmp = temporary_path(path, directory=True)
+        try:
+            yield tmp
+            _default_permissions(tmp, 0o777)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except OutputError as exc:  # of a file inside: name it where it was going to be
+            raise OutputError(_final_name(Path(exc.path), tmp, path), exc.cause) from exc
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+
+def _final_name(written: Path, tmp: Path, path: Path) -> Path:
+    """Where `written`, a file inside the temporary folder `tmp` of `path`, was going to be."""
+    return path / written.relative_to(tmp) if tmp in written.parents else written
+
+
+def temporary_path(path: Path, directory: bool) -> Path:
+    """A new, empty temporary file or folder beside `path` (its parent is made), after removing the
+    temporaries that killed runs left for the same output."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    prefix, place = f".{path.name}.{_HOST}-{os.getpid()}.", path.parent
+    if directory:
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=place))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=place)
+    os.close(fd)
+    return Path(tmp)
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries for `path` whose writer, a process of this host, no longer runs."""
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for entry in os.scandir(path.parent):
+        match = _TEMPORARY.match(entry.name)
+        if match and match["name"] == path.name and match["host"] == _HOST and not _running(int(match["pid"])):
+            stale = Path(entry.path)
+            shutil.rmtree(stale, ignore_errors=True) if entry.is_dir(follow_symlinks=False) else stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
+
+
+def _running(pid: int) -> bool:
     try:
-        yield tmp
-        _default_permissions(tmp, 0o777)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def write_faults_named(path: PathLike) -> Iterator[None]:
+    """Turn a write failure of the machine inside the block into an OutputError naming `path`.
+
+    Full disk, quota and read-only file system always concern the writing; permission errors only
+    when they name `path`, a file below it or beside it (a forbidden input stays what it is).
+    """
+    path = Path(path)
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _WRITE_FAULTS or (exc.errno in _ACCESS_FAULTS and _concerns(exc.filename, path)):
+            raise OutputError(path, os.strerror(exc.errno).lower()) from exc
+        raise
+
+
+def _concerns(filename: Any, path: Path) -> bool:
+    if filename is None:
+        return True
+    target = Path(os.fsdecode(filename)).absolute()
+    place = path.absolute()
+    return target == place or place.parent in target.parents or target in place.parents
+
+
+def write_bytes(path: PathLike, data: bytes | memoryview | np.ndarray) -> None:
+    """Write `data` with Python's file I/O, so that a full disk raises an OSError carrying errno
+    (numpy's tofile only says how many bytes it wrote)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
 
 
 def _default_permissions(path: Path, mode: int) -> None:
@@ -59,6 +151,161 @@ def _default_permissions(path: Path, mode: int) -> None:
     umask = os.umask(0)
     os.umask(umask)
     path.chmod(mode & ~umask)
+
+
+@contextlib.contextmanager
+def hdf5_output(path: PathLike) -> Iterator[h5py.File]:
+    """A new HDF5 file, open for writing, that appears at `path` only when the block succeeds.
+
+    HDF5 writes through a Python file object that keeps the first write error and accepts the rest:
+    an HDF5 file that cannot be flushed would stay open inside the library and crash the interpreter
+    at exit. The error is raised once HDF5 has closed the file, as an OutputError naming `path`.
+    """
+    import h5py
+
+    with atomic_file(path) as tmp, open(tmp, "w+b") as raw:
+        sink = _FirstWriteError(raw)
+        with h5py.File(sink, "w") as handle:
+            yield handle
+        sink.raise_first()
+
+
+class _FirstWriteError(io.RawIOBase):
+    """A file object for h5py that records its first OSError on writing and ignores later writes."""
+
+    def __init__(self, raw: io.BufferedRandom) -> None:
+        super().__init__()
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        return self.raw.readinto(buffer)
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        self._guarded(self.raw.write, data)
+        return size
+
+    def truncate(self, size: int | None = None) -> int:
+        self._guarded(self.raw.truncate, size)
+        return self.raw.tell() if size is None else size
+
+    def flush(self) -> None:
+        self._guarded(self.raw.flush)
+
+    def _guarded(self, operation, *args: Any) -> None:
+        if self.error is None:
+            try:
+                operation(*args)
+            except OSError as exc:
+                self.error = exc
+
+    def raise_first(self) -> None:
+        self.flush()
+        if self.error is not None:
+            raise self.error
+
+
+def read_hdf5(dataset: h5py.Dataset, selection: Any, path: PathLike, kind: str) -> np.ndarray:
+    """`dataset[selection]`; a chunk that fails its Fletcher-32 check (or cannot be read) is an
+    InputError naming the file and what it holds (`kind`)."""
+    try:
+        return dataset[selection]
+    except OSError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: damaged {kind} (HDF5 checksum failed or chunk unreadable: {reason})") from exc
+
+
+def save_torch(path: PathLike, payload: Any) -> None:
+    """torch.save atomically, through a Python file object: a full disk is then an OutputError
+    naming `path` (torch's own file writer reports it as an internal RuntimeError)."""
+    import torch
+
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        try:
+            torch.save(payload, fh)
+        except RuntimeError as exc:
+            # The zip writer's cleanup fails after a failed write and hides it: raise the write's error.
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
+
+
+def load_torch(path: PathLike, kind: str) -> Any:
+    """torch.load of tensors and plain containers only (weights_only); one line naming the file and
+    what it is not, instead of PyTorch's advice about weights_only."""
+    import pickle
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {kind} not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle protocol notices of foreign files
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        objects = list(dict.fromkeys(re.findall(r"GLOBAL (\S+)", str(exc))))
+        if objects:
+            raise InputError(
+                f"{path}: not a {kind}: it holds Python objects ({', '.join(objects)}) besides tensors, "
+                "which are not loaded (unsafe)"
+            ) from exc
+        raise InputError(f"{path}: not a {kind} (not written by torch.save, or truncated)") from exc
+    except Exception as exc:  # truncated zip, foreign format, ...: torch raises many types
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}" if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a {kind} (not written by torch.save, or truncated: {reason})") from exc
+
+
+def fingerprint(paths: Iterable[PathLike]) -> dict[str, str]:
+    """Per path, a digest of the files it holds (relative names, sizes and modification times;
+    folders walked recursively; a missing path has digest 'missing'). Resumed training compares them
+    to know whether its data changed."""
+    digests = {}
+    for path in map(Path, paths):
+        digest = hashlib.sha256()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file():
+                stat = file.stat()
+                digest.update(f"{file.relative_to(path) if file != path else file.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digests[str(path)] = digest.hexdigest() if path.exists() else "missing"
+    return digests
+
+
+def read_table(path: PathLike, kind: str, columns: Sequence[str] = (), **read_csv: Any) -> pd.DataFrame:
+    """A CSV table; one line naming the file when it is missing, unreadable or lacks `columns`."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {kind} not found")
+    try:
+        table = pd.read_csv(path, **read_csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable {kind} ({reason})") from exc
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: not a {kind} (missing column(s) {', '.join(missing)})")
+    return table
 
 
 def open_hdf5(path: PathLike, kind: str):
@@ -121,25 +368,24 @@ def read_label_image(path: PathLike) -> np.ndarray:
         raise InputError(f"{path}: not a readable image ({exc})") from exc
 
 
-def write_image(path: PathLike, rgb: np.ndarray, jpeg_quality: int = 95) -> None:
-    """Write an RGB uint8 image (JPEG or PNG by extension)."""
+def write_image(path: PathLike, rgb: np.ndarray, jpeg_quality: int = 95, image_format: str | None = None) -> None:
+    """Write an RGB uint8 image, JPEG or PNG by `image_format` (a suffix), else by the path's suffix."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    suffix = image_format or path.suffix
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix.lower() in (".jpg", ".jpeg") else []
+    try:
+        ok, buf = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    except cv2.error:  # no encoder for the suffix
+        ok = False
     if not ok:
-        raise InputError(f"{path}: could not encode image")
-    buf.tofile(path)
+        raise InputError(f"{path}: could not encode an image as '{suffix}' (use .png or .jpg)")
+    write_bytes(path, buf)
 
 
 def write_mask(path: PathLike, mask: np.ndarray) -> None:
     """Write a binary mask as a DAVIS-2016 style PNG: 0 background, 255 foreground, 8-bit grey."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", np.where(mask, 255, 0).astype(np.uint8))
-    if not ok:
-        raise InputError(f"{path}: could not encode mask")
-    buf.tofile(path)
+    write_labels(path, np.where(mask, 255, 0).astype(np.uint8))
 
 
 def write_labels(path: PathLike, labels: np.ndarray) -> None:
@@ -150,7 +396,7 @@ def write_labels(path: PathLike, labels: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", labels.astype(np.uint8))
     if not ok:
         raise InputError(f"{path}: could not encode mask")
-    buf.tofile(path)
+    write_bytes(path, buf)
 
 
 def _fully_decoded(path: Path, data: np.ndarray) -> bool:
