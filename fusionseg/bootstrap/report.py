@@ -16,14 +16,6 @@ FUNNEL_COLUMNS = ["dataset", "sequence", "frames", "no_box", "candidates", "pass
 QUALITY_COLUMNS = ["dataset", "sequence", "frames", "j_before_pruning", "j_after_pruning", "kept_frames", "j_kept"]
 
 
-def jaccard(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two bool masks; 1.0 when both are empty (DAVIS convention)."""
-    union = np.count_nonzero(prediction | truth)
-    if union == 0:
-        return 1.0
-    return np.count_nonzero(prediction & truth) / union
-
-
 def funnel_row(dataset: str, sequence: str, stages: list[Stage]) -> dict:
     """Cumulative counts: a frame that failed at a test entered it and every test before it."""
     reached = np.array([int(s) for s in stages], dtype=int)

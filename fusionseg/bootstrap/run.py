@@ -21,16 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import h5py
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from fusionseg.bootstrap.filters import Box, Stage, Thresholds, clip_box, evaluate_frame
-from fusionseg.bootstrap.report import funnel_row, funnel_table, jaccard, log_funnel, quality_table
+from fusionseg.bootstrap.report import funnel_row, funnel_table, log_funnel, quality_table
 from fusionseg.datasets.layout import Sequence, frame_name
 from fusionseg.errors import InputError
+from fusionseg.infer.probs import open_probs, read_prob_frame
 from fusionseg.io import atomic_dir, atomic_file, read_image, read_mask
+from fusionseg.metrics.measures import jaccard
 from fusionseg.shards.writer import Sample, ShardWriter, write_manifest
 
 log = logging.getLogger(__name__)
@@ -133,10 +134,9 @@ def _bootstrap_sequence(
 
 def _frames(item: CheckedSequence) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(index, probability, colour-coded flow) per frame, each flow image checked against the prediction."""
-    with h5py.File(item.probs_path, "r") as handle:
-        probs = handle["prob"]
+    with open_probs(item.probs_path) as handle:
         for index, flow_path in enumerate(item.flow_paths):
-            prob = probs[index]
+            prob = read_prob_frame(handle, item.probs_path, index)
             flow_rgb = read_image(flow_path)
             if flow_rgb.shape[:2] != prob.shape:
                 raise InputError(
@@ -148,16 +148,9 @@ def _frames(item: CheckedSequence) -> Iterator[tuple[int, np.ndarray, np.ndarray
 
 def _check_probs(path: Path, frames: int, size: tuple[int, int]) -> str:
     """Check the probability file's shape against the frames; return the model's sha256."""
-    if not path.is_file():
-        raise InputError(f"{path}: probability file not found")
-    try:
-        with h5py.File(path, "r") as handle:
-            if "prob" not in handle:
-                raise InputError(f"{path}: no 'prob' dataset")
-            shape = handle["prob"].shape
-            model_sha256 = handle["prob"].attrs.get("model_sha256", handle.attrs.get("model_sha256"))
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    with open_probs(path) as handle:
+        shape = handle["prob"].shape
+        model_sha256 = handle["prob"].attrs.get("model_sha256", handle.attrs.get("model_sha256"))
     if shape != (frames, *size):
         raise InputError(f"{path}: 'prob' has shape {shape}, expected ({frames}, {size[0]}, {size[1]}) from the frames")
     if model_sha256 is None:

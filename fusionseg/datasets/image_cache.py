@@ -27,7 +27,7 @@ from tqdm import tqdm
 from fusionseg.datasets.images import ImagePair, ImageSet, read_pair
 from fusionseg.datasets.writer import target_size
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_dir, open_hdf5
+from fusionseg.io import atomic_dir, hdf5_output, open_hdf5
 from fusionseg.shards.verify import check_checksum
 from fusionseg.shards.writer import file_sha256, sample_key, shard_name
 
@@ -79,7 +79,7 @@ def shrink(image: np.ndarray, mask: np.ndarray, max_side: int | None) -> Pair:
 
 def _write_shard(path: Path, pairs: list[ImagePair], max_side: int | None, source_json: str, bar: tqdm) -> list[dict]:
     rows = []
-    with h5py.File(path, "w") as handle:
+    with hdf5_output(path) as handle:
         handle.attrs.update(format=CACHE_FORMAT, samples=len(pairs), source=source_json)
         for position, pair in enumerate(pairs):
             image, mask = shrink(*read_pair(pair), max_side)

@@ -21,7 +21,7 @@ from fusionseg.errors import ConfigError, InputError
 from fusionseg.flow.colour import flow_to_rgb
 from fusionseg.flow.methods import make_backend, method_params, to_grey
 from fusionseg.flow.options import NORMALIZATIONS
-from fusionseg.io import atomic_dir, atomic_file, open_hdf5, read_image, write_image
+from fusionseg.io import atomic_dir, hdf5_output, open_hdf5, read_hdf5, read_image, write_image
 
 if TYPE_CHECKING:
     import h5py
@@ -45,9 +45,8 @@ def compute_sequence_flow(
     device: str = "auto",
     batch_size: int = 4,
 ) -> None:
-    """Compute the N flows of the sequence in `frames_dir` and write them to `out_path` (HDF5)."""
-    import h5py
-
+    """Compute the N flows of the sequence in `frames_dir` and write them to `out_path` (HDF5, one
+    Fletcher-32 checked chunk per frame)."""
     frames_dir = Path(frames_dir)
     if batch_size < 1:
         raise ConfigError(f"flow.batch_size: must be at least 1, got {batch_size}")
@@ -56,16 +55,17 @@ def compute_sequence_flow(
     backend = make_backend(method, params, device)
     pairs = frame_pairs(len(grey))
     height, width = grey[0].shape
-    with atomic_file(out_path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            dataset = h5.create_dataset("flow", (len(pairs), height, width, 2), np.float32, chunks=(1, height, width, 2))
-            h5.attrs.update(method=method, params=json.dumps(params, sort_keys=True), convention=CONVENTION)
-            with tqdm(total=len(pairs), desc=f"flow {frames_dir.name}", unit="frame") as progress:
-                for start in range(0, len(pairs), batch_size):
-                    batch = pairs[start : start + batch_size]
-                    flow = backend([grey[i] for i, _ in batch], [grey[j] for _, j in batch])
-                    dataset[start : start + len(batch)] = flow
-                    progress.update(len(batch))
+    with hdf5_output(out_path) as h5:
+        dataset = h5.create_dataset(
+            "flow", (len(pairs), height, width, 2), np.float32, chunks=(1, height, width, 2), fletcher32=True
+        )
+        h5.attrs.update(method=method, params=json.dumps(params, sort_keys=True), convention=CONVENTION)
+        with tqdm(total=len(pairs), desc=f"flow {frames_dir.name}", unit="frame") as progress:
+            for start in range(0, len(pairs), batch_size):
+                batch = pairs[start : start + batch_size]
+                flow = backend([grey[i] for i, _ in batch], [grey[j] for _, j in batch])
+                dataset[start : start + len(batch)] = flow
+                progress.update(len(batch))
 
 
 def read_grey_frames(frames_dir: Path) -> list[np.ndarray]:
@@ -85,27 +85,59 @@ def read_grey_frames(frames_dir: Path) -> list[np.ndarray]:
 
 
 def read_flow_h5(path: str | Path) -> np.ndarray:
-    """The raw flow of a sequence as float32 (N, H, W, 2), (u, v) in pixels."""
+    """The raw flow of a sequence as float32 (N, H, W, 2), (u, v) in pixels, checked."""
     with open_flow(path) as flow:
-        return flow[()].astype(np.float32, copy=False)
+        return flow.read_all()
+
+
+class FlowFrames:
+    """The `flow` dataset of a compute-flow file, read frame by frame; every read is checked: a chunk
+    failing its checksum, or flow that is NaN or infinite, is an InputError naming the file."""
+
+    def __init__(self, dataset: h5py.Dataset, path: Path) -> None:
+        self.dataset, self.path = dataset, path
+        self.shape: tuple[int, ...] = dataset.shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self._checked(read_hdf5(self.dataset, index, self.path, f"flow (frame {index})"), index)
+
+    def read_all(self) -> np.ndarray:
+        flow = read_hdf5(self.dataset, (), self.path, "flow").astype(np.float32, copy=False)
+        for index, frame in enumerate(flow):
+            self._checked(frame, index)
+        return flow
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self.dataset.file.attrs)
+
+    def _checked(self, frame: np.ndarray, index: int) -> np.ndarray:
+        if not np.isfinite(frame).all():
+            raise InputError(f"{self.path}: flow frame {index} holds NaN or infinite values (damaged flow file)")
+        return frame
 
 
 @contextlib.contextmanager
-def open_flow(path: str | Path) -> Iterator[h5py.Dataset]:
-    """The checked `flow` dataset of a compute-flow file, open for reading frame by frame."""
+def open_flow(path: str | Path) -> Iterator[FlowFrames]:
+    """The checked flow of a compute-flow file (N >= 2 frames of (H, W, 2)), open for reading."""
     with open_hdf5(path, "flow file") as h5:
         if "flow" not in h5:
             raise InputError(f"{path}: no 'flow' dataset (not written by compute-flow)")
         flow = h5["flow"]
         if flow.ndim != 4 or flow.shape[-1] != 2:
             raise InputError(f"{path}: 'flow' has shape {flow.shape}, expected (N, H, W, 2)")
-        yield flow
+        if flow.shape[0] < 2:
+            raise InputError(f"{path}: 'flow' holds {flow.shape[0]} frame(s); a sequence's flow has at least 2")
+        yield FlowFrames(flow, Path(path))
 
 
 def read_flow_attrs(path: str | Path) -> dict:
     """The method, parameters (decoded) and convention recorded with a sequence's flow."""
     with open_flow(path) as flow:
-        attrs = dict(flow.file.attrs)
+        attrs = flow.attrs
     attrs["params"] = json.loads(attrs.get("params", "{}"))
     return attrs
 

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_file, open_hdf5
+from fusionseg.io import hdf5_output, open_hdf5, read_hdf5
 
 DATASET = "prob"
 
@@ -42,7 +42,7 @@ def write_probs(
     """
     path = Path(path)
     per_frame = (len(object_ids), *size) if object_ids is not None else tuple(size)
-    with atomic_file(path) as tmp, h5py.File(tmp, "w") as handle:
+    with hdf5_output(path) as handle:
         data = handle.create_dataset(
             DATASET, shape=(frames, *per_frame), dtype=np.float16, chunks=(1, *per_frame), fletcher32=True
         )
@@ -64,26 +64,41 @@ def write_probs(
 
 def read_probs(path: str | Path) -> np.ndarray:
     """All probabilities of a file as float32: (N, H, W), or (N, K, H, W) for per-object files."""
-    with _open(path) as handle:
-        try:
-            return handle[DATASET][()].astype(np.float32)
-        except OSError as exc:  # a failed Fletcher-32 check or an unreadable chunk
-            raise InputError(f"{path}: damaged probability data ({exc})") from exc
+    with open_probs(path) as handle:
+        return checked_probs(path, read_hdf5(handle[DATASET], (), path, "probability data").astype(np.float32))
+
+
+def read_prob_frame(handle: h5py.File, path: str | Path, index: int) -> np.ndarray:
+    """Frame `index` of an open probability file, checked like `read_probs`."""
+    frame = read_hdf5(handle[DATASET], index, path, f"probability data (frame {index})")
+    return checked_probs(path, frame.astype(np.float32), f" frame {index}")
+
+
+def checked_probs(path: str | Path, probs: np.ndarray, where: str = "") -> np.ndarray:
+    """`probs` when every value is a probability; else an InputError naming the file (and `where`)."""
+    if np.isnan(probs).any():
+        raise InputError(f"{path}:{where} probabilities hold NaN (damaged or not written by fusionseg)")
+    if probs.size and (probs.min() < 0 or probs.max() > 1):
+        raise InputError(
+            f"{path}:{where} probabilities outside [0, 1] (min {probs.min():g}, max {probs.max():g}; not probabilities?)"
+        )
+    return probs
 
 
 def read_object_ids(path: str | Path) -> list[int] | None:
     """The object ids of a per-object probability file; None for a single-foreground file."""
-    with _open(path) as handle:
+    with open_probs(path) as handle:
         text = handle.attrs.get("object_ids")
     return None if text is None else [int(i) for i in json.loads(text)]
 
 
 def read_probs_attrs(path: str | Path) -> dict[str, str]:
-    with _open(path) as handle:
+    with open_probs(path) as handle:
         return {key: str(value) for key, value in handle.attrs.items()}
 
 
-def _open(path: str | Path) -> h5py.File:
+def open_probs(path: str | Path) -> h5py.File:
+    """A probability file open for reading; an InputError naming it when it is not one."""
     handle = open_hdf5(path, "probability file")
     if DATASET not in handle or handle[DATASET].ndim not in (3, 4):
         handle.close()

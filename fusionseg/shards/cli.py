@@ -1,4 +1,4 @@
-"""`fusionseg verify-shards MANIFEST`: check every shard's checksum and sample count."""
+"""`fusionseg verify-shards MANIFEST`: check every shard's checksum, sample count and arrays."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("verify-shards", help="check the shards listed in a manifest (SHA-256, sample count)")
+    parser = subparsers.add_parser("verify-shards", help="check the shards listed in a manifest (SHA-256, sample count, every array's checksums)")
     parser.add_argument("manifest", help="manifest.csv written by `fusionseg bootstrap`")
     parser.set_defaults(handler=_verify_shards)
 

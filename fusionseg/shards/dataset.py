@@ -16,6 +16,7 @@ import h5py
 from torch.utils.data import Dataset
 
 from fusionseg.errors import InputError
+from fusionseg.io import read_hdf5
 from fusionseg.shards.verify import check_checksum, check_contents, open_shard, read_manifest
 from fusionseg.shards.writer import sample_key
 
@@ -52,15 +53,20 @@ class ShardDataset(Dataset):
             raise IndexError(f"sample {index} out of range (dataset has {len(self._rows)})")
         row = self._rows[index]
         group = self._handle(row["shard"])[sample_key(int(row["position"]))]
+        shard = self.manifest_path.parent / row["shard"]
+
+        def read(name: str) -> Any:
+            return read_hdf5(group[name], (), shard, f"sample {int(row['position'])} ({name})")
+
         sample: dict[str, Any] = {
-            "image": group["flow"][()],
-            "mask": group["mask"][()],
+            "image": read("flow"),
+            "mask": read("mask"),
             "dataset": row["dataset"],
             "sequence": row["sequence"],
             "frame": int(row["frame"]),
         }
         if self.with_rgb:
-            sample["rgb"] = group["rgb"][()]
+            sample["rgb"] = read("rgb")
         return self.transform(sample) if self.transform is not None else sample
 
     def __getstate__(self) -> dict:

@@ -1,4 +1,5 @@
-"""Checking shards against their manifest: checksum, sample count and layout."""
+"""Checking shards against their manifest: checksum, sample count and layout, and (verify-shards) every
+array's Fletcher-32 checksums."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import h5py
 import pandas as pd
 
 from fusionseg.errors import InputError
-from fusionseg.io import open_hdf5
+from fusionseg.io import open_hdf5, read_hdf5
 from fusionseg.shards.writer import MANIFEST_COLUMNS, SHARD_FORMAT, file_sha256
 
 REQUIRED_COLUMNS = [c for c in MANIFEST_COLUMNS if c != "sample"]
@@ -52,6 +53,13 @@ def check_contents(handle: h5py.File, shard: Path, expected_samples: int) -> Non
         )
 
 
+def check_arrays(handle: h5py.File, shard: Path) -> None:
+    """Read every array of every sample, so that a chunk failing its checksum is named now."""
+    for key, group in handle["samples"].items():
+        for name, array in group.items():
+            read_hdf5(array, (), shard, f"sample {key} ({name})")
+
+
 def open_shard(shard: Path) -> h5py.File:
     return open_hdf5(shard, "shard")
 
@@ -69,5 +77,6 @@ def verify_manifest(manifest_path: Path) -> pd.DataFrame:
             raise InputError(f"{manifest_path}: rows for {shard_rel} do not list positions 0..{len(rows) - 1}")
         with open_shard(shard) as handle:
             check_contents(handle, shard, len(rows))
+            check_arrays(handle, shard)
         summary.append({"shard": shard_rel, "samples": len(rows), "sha256": expected})
     return pd.DataFrame(summary, columns=["shard", "samples", "sha256"])

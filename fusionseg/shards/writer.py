@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from fusionseg.io import atomic_file
+from fusionseg.io import atomic_file, hdf5_output
 
 SHARD_FORMAT = "fusionseg-shard-1"
 COMPRESSIONS = ("none", "lzf", "gzip")
@@ -57,8 +57,9 @@ class ShardWriter:
     """Context manager that appends samples to `folder/shard-*.h5`, `shard_size` per shard.
 
     A shard is written under a temporary name and renamed when it is full (or at the end), so a
-    failure leaves no file under a final shard name for the shard being written. `rows` holds the
-    manifest rows of the completed shards (shard paths relative to `folder`).
+    failure leaves no file under a final shard name for the shard being written. Every array is one
+    chunk with a Fletcher-32 checksum, checked on every read. `rows` holds the manifest rows of the
+    completed shards (shard paths relative to `folder`).
     """
 
     def __init__(self, folder: Path, shard_size: int, compression: str = "none") -> None:
@@ -71,7 +72,6 @@ class ShardWriter:
         self._pending: list[dict] = []
         self._stack: contextlib.ExitStack | None = None
         self._file: h5py.File | None = None
-        self._tmp_path: Path | None = None
         self._shards = 0
 
     def __enter__(self) -> "ShardWriter":
@@ -96,8 +96,7 @@ class ShardWriter:
 
     def _start_shard(self) -> None:
         self._stack = contextlib.ExitStack()
-        self._tmp_path = self._stack.enter_context(atomic_file(self.folder / shard_name(self._shards)))
-        self._file = h5py.File(self._tmp_path, "w")
+        self._file = self._stack.enter_context(hdf5_output(self.folder / shard_name(self._shards)))
         self._file.attrs["format"] = SHARD_FORMAT
         self._file.attrs["compression"] = self.compression or "none"
 
@@ -108,7 +107,7 @@ class ShardWriter:
             arrays["rgb"] = sample.rgb
         for name, array in arrays.items():
             # One chunk per array, so a random read decompresses exactly one sample.
-            group.create_dataset(name, data=array, chunks=array.shape, compression=self.compression)
+            group.create_dataset(name, data=array, chunks=array.shape, compression=self.compression, fletcher32=True)
         group.attrs.update(
             dataset=sample.dataset, sequence=sample.sequence, frame=sample.frame,
             boxes=_boxes_json(sample.boxes), model_sha256=sample.model_sha256,
@@ -118,9 +117,8 @@ class ShardWriter:
         if self._file is None:
             return
         self._file.attrs["samples"] = len(self._pending)
-        self._file.close()
-        checksum = file_sha256(self._tmp_path)
-        self._stack.close()  # renames the temporary file onto the final shard name
+        self._stack.close()  # closes the file and renames it onto the final shard name
+        checksum = file_sha256(self.folder / shard_name(self._shards))
         for row in self._pending:
             row.update(shard_sha256=checksum, shard_samples=len(self._pending))
         self.rows.extend(self._pending)
@@ -130,12 +128,11 @@ class ShardWriter:
     def _abandon_shard(self, exc_type: type, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._file is None:
             return
-        self._file.close()
-        self._stack.__exit__(exc_type, exc, tb)  # deletes the temporary file, renames nothing
+        self._stack.__exit__(exc_type, exc, tb)  # closes and deletes the temporary file, renames nothing
         self._reset()
 
     def _reset(self) -> None:
-        self._file = self._stack = self._tmp_path = None
+        self._file = self._stack = None
         self._pending = []
 
 
