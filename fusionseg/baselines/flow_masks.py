@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fusionseg.datasets.layout import frame_name
+from fusionseg.datasets.layout import frame_name, numbered_images
 from fusionseg.errors import InputError
 from fusionseg.infer.masks import Size, resize_scores
 from fusionseg.io import atomic_dir, read_image, write_mask
@@ -50,7 +50,7 @@ def write_flow_threshold_masks(flow_path: Path, out_dir: Path, size: Size | None
 
 def write_flow_saliency_masks(flow_rgb_dir: Path, out_dir: Path, size: Size | None = None) -> int:
     """Flow-Sal for every colour-coded flow image 00000.png, ... in a folder; returns the frame count."""
-    paths = _numbered_images(Path(flow_rgb_dir))
+    paths = numbered_images(flow_rgb_dir, "flow image")
     with atomic_dir(out_dir) as tmp:
         for path in tqdm(paths, desc="flow-sal", unit="frame", leave=False):
             write_mask(tmp / f"{path.stem}.png", flow_saliency_mask(read_image(path), size))
@@ -59,14 +59,3 @@ def write_flow_saliency_masks(flow_rgb_dir: Path, out_dir: Path, size: Size | No
 
 def _threshold_at(scores: np.ndarray, threshold: float, size: Size | None) -> np.ndarray:
     return (resize_scores(scores, size) if size else scores) > threshold
-
-
-def _numbered_images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise InputError(f"{folder}: flow image folder not found")
-    paths = sorted(folder.glob("*.png"))
-    if not paths:
-        raise InputError(f"{folder}: no flow images (*.png)")
-    if [p.stem for p in paths] != [frame_name(i) for i in range(len(paths))]:
-        raise InputError(f"{folder}: flow images must be numbered 00000.png, 00001.png, ... without gaps")
-    return paths

@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from fusionseg.datasets.catalog import IMAGE_LAYOUTS, LAYOUTS, VOC_SPLITS
+from fusionseg.datasets.catalog import IMAGE_LAYOUTS, LAYOUTS, VIDEO_SUFFIXES, VOC_SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,10 @@ def _register_extract(subparsers: argparse._SubParsersAction) -> None:
         description="Write JPEGImages/480p/SEQ, Annotations/480p/SEQ, Boxes/SEQ.csv and Tables/SEQ.csv under --out.",
     )
     parser.add_argument("source", help="dataset root, or a video file (or folder of videos) for layout video")
-    parser.add_argument("--layout", required=True, choices=[n for n in LAYOUTS if n != "synthetic" and n not in IMAGE_LAYOUTS])
+    parser.add_argument(
+        "--layout", choices=[n for n in LAYOUTS if n != "synthetic" and n not in IMAGE_LAYOUTS],
+        help="the source's layout; optional for a video file (video, from its suffix)",
+    )
     parser.add_argument("--sequence", help="sequence name (for layout video: the file stem, the default)")
     parser.add_argument("--out", required=True, help="output DAVIS-layout root")
     parser.add_argument("--max-side", type=int, help="shrink frames so the longer side is at most this")
@@ -87,10 +90,20 @@ def _extract(args: argparse.Namespace) -> None:
         raise InputError(f"--max-side {args.max_side}: must be at least 16")
     if args.max_frames is not None and args.max_frames < 2:
         raise InputError(f"--max-frames {args.max_frames}: must be at least 2")
-    raw = open_source(args.layout, args.source, args.sequence, args.resolution, args.mask_threshold)
+    layout = args.layout or _inferred_layout(Path(args.source))
+    raw = open_source(layout, args.source, args.sequence, args.resolution, args.mask_threshold)
     options = ExtractOptions(args.max_side, args.max_frames, args.merge_objects, args.boxes_from_masks)
     sequence = write_sequence(raw, args.out, options)
     log.info("%s: %d frames -> %s", raw.name, len(sequence.table()), sequence.frames_dir)
+
+
+def _inferred_layout(source: Path) -> str:
+    """video for a video file (by its suffix); any other source must name its layout."""
+    from fusionseg.errors import InputError
+
+    if source.suffix.lower() in VIDEO_SUFFIXES:
+        return "video"
+    raise InputError(f"{source}: give --layout (it is only inferred for a video file: {', '.join(VIDEO_SUFFIXES)})")
 
 
 def _synth(args: argparse.Namespace) -> None:

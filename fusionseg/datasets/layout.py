@@ -14,6 +14,7 @@ The folder is called 480p whatever the frames' real size, as DAVIS tools expect.
 
 from __future__ import annotations
 
+import fcntl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fusionseg.errors import InputError
-from fusionseg.io import read_image, read_mask
+from fusionseg.io import read_image, read_mask, read_table
 
 RESOLUTION = "480p"
 SOURCE_RESOLUTION = "source"
@@ -76,20 +77,36 @@ class Sequence:
     def flow_dir(self) -> Path:
         return self.root / "Flow" / self.name
 
+    @property
+    def publishing_marker(self) -> Path:
+        """Stands while `extract-frames` (or `synth`) moves the sequence's parts into place, and after a
+        run was killed doing so: the parts may then come from two runs (`datasets.writer.publish`)."""
+        return self.root / f".{self.name}.publishing"
+
+    def check_published(self) -> None:
+        """Wait while another process publishes the sequence; an error naming it when a publication
+        was left unfinished (its parts may come from two runs)."""
+        if not self.publishing_marker.exists():
+            return
+        try:
+            with open(self.publishing_marker) as marker:
+                fcntl.flock(marker, fcntl.LOCK_SH)  # the publisher holds it exclusively until done
+        except FileNotFoundError:
+            return
+        if self.publishing_marker.exists():
+            raise InputError(
+                f"{self.frames_dir}: sequence incomplete: an extract-frames run was killed while publishing "
+                f"it ({self.publishing_marker.name}); run extract-frames for it again"
+            )
+
     def frame_paths(self) -> list[Path]:
         """The frames in order; an error if the folder is missing, empty, or has gaps."""
-        if not self.frames_dir.is_dir():
-            raise InputError(f"{self.frames_dir}: frame folder not found")
-        paths = sorted(p for p in self.frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        if not paths:
-            raise InputError(f"{self.frames_dir}: no frames (empty folder)")
-        expected = [frame_name(i) for i in range(len(paths))]
-        if [p.stem for p in paths] != expected:
-            raise InputError(f"{self.frames_dir}: frames must be numbered 00000, 00001, ... without gaps")
-        return paths
+        self.check_published()
+        return numbered_images(self.frames_dir, "frame")
 
     def mask_paths(self) -> dict[int, Path]:
         """Annotated frames: frame index -> mask path (empty when the sequence has no masks)."""
+        self.check_published()
         if not self.masks_dir.is_dir():
             return {}
         return {int(p.stem): p for p in sorted(self.masks_dir.glob("*.png"))}
@@ -118,28 +135,37 @@ class Sequence:
         return mask
 
     def boxes(self) -> pd.DataFrame:
-        """Per-frame boxes (columns frame, x0, y0, x1, y1); empty when the sequence has none."""
-        if not self.boxes_path.is_file():
-            return pd.DataFrame(columns=BOX_COLUMNS).astype(int)
-        table = pd.read_csv(self.boxes_path)
-        missing = [c for c in BOX_COLUMNS if c not in table.columns]
-        if missing:
-            raise InputError(f"{self.boxes_path}: missing column(s) {', '.join(missing)}")
-        return table[BOX_COLUMNS].astype(int)
+        """Per-frame boxes (columns frame, x0, y0, x1, y1), possibly no rows; an error when the boxes
+        file is missing (extract-frames always writes one) or not a boxes table."""
+        self.check_published()
+        table = read_table(self.boxes_path, "boxes file", BOX_COLUMNS)
+        try:
+            return table[BOX_COLUMNS].astype(int)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{self.boxes_path}: boxes must be whole numbers of pixels ({exc})") from exc
 
     def table(self) -> pd.DataFrame:
-        if not self.table_path.is_file():
-            raise InputError(f"{self.table_path}: frame table not found")
-        table = pd.read_csv(self.table_path)
-        missing = [c for c in TABLE_COLUMNS if c not in table.columns]
-        if missing:
-            raise InputError(f"{self.table_path}: missing column(s) {', '.join(missing)} (re-extract the frames)")
-        return table
+        self.check_published()
+        return read_table(self.table_path, "frame table", TABLE_COLUMNS)
 
     def source_size(self) -> tuple[int, int]:
         """(width, height) of the source frames, before any resizing for the networks."""
         first = self.table().iloc[0]
         return int(first["source_width"]), int(first["source_height"])
+
+
+def numbered_images(folder: str | Path, kind: str = "image") -> list[Path]:
+    """The images 00000, 00001, ... (PNG or JPEG) of a folder, in order: frames, flow images, masks.
+    An error names the folder when it is missing, holds none, or their numbers have gaps."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: {kind} folder not found")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise InputError(f"{folder}: no {kind}s (empty folder)")
+    if [p.stem for p in paths] != [frame_name(i) for i in range(len(paths))]:
+        raise InputError(f"{folder}: {kind}s must be numbered 00000, 00001, ... without gaps")
+    return paths
 
 
 def list_layout_sequences(root: Path, resolution: str = RESOLUTION) -> list[str]:

@@ -1,17 +1,20 @@
 """Write a `RawSequence` in the DAVIS layout, atomically per sequence.
 
-Everything for one sequence (frames, masks, boxes, frame table, and flow for synthetic clips) is
-written into a hidden staging folder under the output root and moved into place only when complete,
-frames last (the frame folder is what later steps take as their input), so an error never leaves a
-partial sequence under the final names.
+Everything for one sequence (frames, both mask folders, boxes, frame table, and flow for synthetic
+clips) is written into a hidden staging folder under the output root and published when complete.
+The DAVIS layout spreads a sequence over six places, so publishing is several renames; they are made
+one step for readers: a marker `<root>/.<seq>.publishing`, held as an exclusive lock, stands while the
+parts move (concurrent runs publish one after the other, the last wins whole); readers wait for it
+(`Sequence.check_published`). A run killed meanwhile leaves the marker, and readers refuse the sequence
+until the next run publishes it again; that run also removes the staging folders killed runs left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -24,7 +27,7 @@ from tqdm import tqdm
 from fusionseg.datasets.layout import BOX_COLUMNS, TABLE_COLUMNS, Sequence, frame_name
 from fusionseg.datasets.raw import RawSequence
 from fusionseg.errors import InputError
-from fusionseg.io import write_image, write_labels, write_mask
+from fusionseg.io import temporary_path, write_faults_named, write_image, write_labels, write_mask
 
 JPEG_QUALITY = 95
 
@@ -53,22 +56,58 @@ def write_sequence(raw: RawSequence, out_root: str | Path, options: ExtractOptio
     return Sequence(out_root, raw.name)
 
 
+# The places of one sequence in a DAVIS-layout root, all replaced when it is published.
+SEQUENCE_PARTS = ("frames_dir", "masks_dir", "source_masks_dir", "flow_dir", "boxes_path", "table_path")
+
+
 @contextlib.contextmanager
 def staged_sequence(out_root: str | Path, name: str) -> Iterator[Sequence]:
-    """Yield a `Sequence` in a staging folder; on success move its parts to `out_root`, frames last."""
-    out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_root))
+    """Yield a `Sequence` in a staging folder; on success publish it under `out_root` as one step."""
+    final = Sequence(out_root, name)
+    with write_faults_named(final.frames_dir):
+        stage = temporary_path(Path(out_root) / name, directory=True)
+        try:
+            staged = Sequence(stage, name)
+            staged.masks_dir.mkdir(parents=True)
+            staged.source_masks_dir.mkdir(parents=True)
+            yield staged
+            publish(staged, final)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def publish(staged: Sequence, final: Sequence) -> None:
+    """Replace every part of `final` by the staged one (a part the staged sequence lacks is removed),
+    while holding the sequence's publishing marker."""
+    with _publishing(final):
+        for part in SEQUENCE_PARTS:
+            _replace(getattr(staged, part), getattr(final, part))
+
+
+@contextlib.contextmanager
+def _publishing(sequence: Sequence) -> Iterator[None]:
+    """Hold the publishing marker as an exclusive lock: concurrent publishers and readers wait for it.
+    It is removed once every part is in place, and stays (readers refuse the sequence) when the
+    process dies or fails before."""
+    marker = sequence.publishing_marker
+    while True:
+        handle = open(marker, "a")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if _same_file(marker, handle):
+            break
+        handle.close()  # its holder finished and removed it while we waited: lock the current one
     try:
-        staged = Sequence(stage, name)
-        staged.masks_dir.mkdir(parents=True)
-        staged.source_masks_dir.mkdir(parents=True)
-        yield staged
-        final = Sequence(out_root, name)
-        for attribute in ("masks_dir", "source_masks_dir", "flow_dir", "boxes_path", "table_path", "frames_dir"):
-            _replace(getattr(staged, attribute), getattr(final, attribute))
+        yield
+        marker.unlink()
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        handle.close()
+
+
+def _same_file(path: Path, handle) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def write_tables(sequence: Sequence, table: pd.DataFrame, boxes: pd.DataFrame) -> None:
@@ -171,9 +210,10 @@ def _scaled_boxes(boxes: pd.DataFrame, table: pd.DataFrame, scale: tuple[float, 
 
 
 def _replace(staged: Path, final: Path) -> None:
-    if not staged.exists():
-        return
-    final.parent.mkdir(parents=True, exist_ok=True)
     if final.is_dir():
         shutil.rmtree(final)
+    if not staged.exists():
+        final.unlink(missing_ok=True)
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, final)

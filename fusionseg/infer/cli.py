@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fusionseg.devices import DEVICES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     appearance = subparsers.add_parser("infer-appearance", help="appearance-stream probabilities for a sequence's frames")
@@ -38,7 +40,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="checkpoint (.pt)")
     parser.add_argument("--out", required=True, metavar="PROBS_H5")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
 
 
@@ -63,10 +65,11 @@ def _infer_appearance(args: argparse.Namespace) -> None:
 
 
 def _infer_motion(args: argparse.Namespace) -> None:
-    from fusionseg.infer.run import infer_stream, numbered_images
+    from fusionseg.datasets.layout import numbered_images
+    from fusionseg.infer.run import infer_stream
 
     _setup(args)
-    infer_stream(args.model, "motion", numbered_images(args.flow_rgb), args.out, args.batch_size, args.device)
+    infer_stream(args.model, "motion", numbered_images(args.flow_rgb, "flow image"), args.out, args.batch_size, args.device)
 
 
 def _infer_joint(args: argparse.Namespace) -> None:

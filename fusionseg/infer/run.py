@@ -10,27 +10,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fusionseg.datasets.layout import frame_name
+from fusionseg.datasets.layout import numbered_images  # noqa: F401  (imported from here by segment)
 from fusionseg.errors import InputError
 from fusionseg.infer.probs import read_probs, write_probs
 from fusionseg.io import read_image
 from fusionseg.models.checkpoint import file_sha256, load_model
 from fusionseg.models.fusion import log_probabilities
 from fusionseg.models.stream import foreground_probability
-from fusionseg.train.loop import resolve_device
-
-
-def numbered_images(folder: str | Path) -> list[Path]:
-    """The PNG/JPEG images 00000, 00001, ... of a folder (e.g. flow images), in order, without gaps."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: image folder not found")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    if not paths:
-        raise InputError(f"{folder}: no images")
-    if [p.stem for p in paths] != [frame_name(i) for i in range(len(paths))]:
-        raise InputError(f"{folder}: images must be numbered 00000, 00001, ... without gaps")
-    return paths
+from fusionseg.devices import resolve_device
 
 
 def infer_stream(

@@ -116,6 +116,7 @@ def score_sequence(
     pred_dir: Path, gt_root: Path, sequence: str, options: ScoreOptions = ScoreOptions()
 ) -> list[SequenceScores]:
     """Read and score one sequence: one result, or one per object; errors name the offending file."""
+    Sequence(gt_root, sequence).check_published()
     gt_dir = Path(gt_root) / "Annotations" / options.gt_resolution / sequence
     annotated = _numbered_pngs(gt_dir)
     frames = scored_frames(sorted(annotated), options.frames, options.protocol)
