@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import fusionseg.bootstrap.run as bootstrap_run
-from fusionseg.bootstrap.params import check_params
+from fusionseg.config import section_params
 from fusionseg.bootstrap.run import SequenceInputs, run_bootstrap
 from fusionseg.cli import main
 from fusionseg.errors import ConfigError, InputError
@@ -91,7 +91,7 @@ def weak_video(tmp_path) -> list[SequenceInputs]:
 
 
 def params(**overrides) -> dict:
-    return check_params({"shard_size": 2, **overrides})
+    return section_params("bootstrap", {"shard_size": 2, **overrides})
 
 
 def test_funnel_counts_each_outcome_and_adds_up(weak_video, tmp_path, caplog):
@@ -169,10 +169,10 @@ def test_inputs_that_do_not_match_are_named(weak_video, tmp_path):
 
 def test_params_reject_unknown_keys_and_bad_values():
     with pytest.raises(ConfigError, match="bootstrap.box_iuo: unknown key"):
-        check_params({"box_iuo": 0.7})
+        section_params("bootstrap", {"box_iuo": 0.7})
     with pytest.raises(ConfigError, match="bootstrap.max_fill"):
-        check_params({"max_fill": 1.5})
-    assert check_params({})["compression"] == "none"
+        section_params("bootstrap", {"max_fill": 1.5})
+    assert section_params("bootstrap")["compression"] == "none"
 
 
 def test_cli_end_to_end(weak_video, tmp_path, capsys):

@@ -38,12 +38,12 @@ def mask_rows(rows: int, box=BOX) -> np.ndarray:
     return mask
 
 
-def test_binarise_is_greater_or_equal_at_the_threshold():
+def test_binarise_is_strictly_greater_at_the_threshold_like_the_masks():
     below, at, above = np.float16(0.5) - np.float16(0.0005), np.float16(0.5), np.float16(0.5) + np.float16(0.0005)
     prob = np.array([[below, at, above]], dtype=np.float16)
     assert prob[0, 0] < 0.5 < prob[0, 2]
-    assert binarise(prob, 0.5).tolist() == [[False, True, True]]
-    assert binarise(np.array([[0.2498, 0.25, 0.2502]], np.float16), 0.25).tolist() == [[False, True, True]]
+    assert binarise(prob, 0.5).tolist() == [[False, False, True]]
+    assert binarise(np.array([[0.2498, 0.25, 0.2502]], np.float16), 0.25).tolist() == [[False, False, True]]
 
 
 def test_prune_clears_everything_outside_all_boxes():

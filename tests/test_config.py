@@ -59,9 +59,9 @@ def test_validate_config_command(capsys: pytest.CaptureFixture) -> None:
 @pytest.mark.parametrize(
     ("edit", "key"),
     [
-        (lambda c: c["flow"].update(methd="tvl1"), "flow"),
-        (lambda c: c.update(rolez={}), "(top level)"),
-        (lambda c: c["datasets"]["synth"].update(layot="davis"), "datasets.synth"),
+        (lambda c: c["flow"].update(methd="tvl1"), "flow.methd"),
+        (lambda c: c.update(rolez={}), "rolez"),
+        (lambda c: c["datasets"]["synth"].update(layot="davis"), "datasets.synth.layot"),
         (lambda c: c["appearance"].update(iterations="many"), "appearance.iterations"),
         (lambda c: c["datasets"]["synth"]["synthetic"].update(frames=1), "datasets.synth.synthetic.frames"),
         (lambda c: c["flow"].update(method="raft"), "flow.method"),
@@ -70,7 +70,7 @@ def test_validate_config_command(capsys: pytest.CaptureFixture) -> None:
 def test_wrong_key_or_type_names_the_key(tmp_path: Path, shipped: dict, edit, key: str) -> None:
     edit(shipped)
     message = load_error(tmp_path, shipped)
-    assert f": {key}:" in message, message
+    assert f"config.yaml: {key}:" in message and "\n" not in message, message
 
 
 def test_wrong_key_message_names_the_typo(tmp_path: Path, shipped: dict) -> None:

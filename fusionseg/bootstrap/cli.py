@@ -20,11 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _bootstrap(args: argparse.Namespace) -> None:
-    from fusionseg.bootstrap.params import parse_params
     from fusionseg.bootstrap.run import SequenceInputs, run_bootstrap
+    from fusionseg.config import section_params
     from fusionseg.errors import InputError
 
-    params = parse_params(args.params)
+    params = section_params("bootstrap", args.params)
     if not len(args.frames) == len(args.probs) == len(args.flow_rgb):
         raise InputError(
             f"--frames ({len(args.frames)}), --probs ({len(args.probs)}) and --flow-rgb ({len(args.flow_rgb)}) "

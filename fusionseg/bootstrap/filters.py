@@ -7,7 +7,8 @@ probably a rectangle, not an object) and the flow test (the object must move dif
 surroundings). Boxes are (x0, y0, x1, y1) in pixels with x1, y1 exclusive.
 
 Conventions chosen here (the paper does not fix them):
-- binarisation: foreground where p >= threshold, comparing the stored values as float32;
+- binarisation: foreground where p > threshold, comparing the stored values as float32 (the masks'
+  convention, `fusionseg.infer.masks`, and DAVIS/OSVOS's);
 - box test passes when IoU >= box_iou; an empty box fails;
 - fill test fails when the foreground fraction of a box is > max_fill (exactly max_fill passes);
 - flow test passes when the contrast is > min_flow_contrast (exactly the minimum fails);
@@ -55,8 +56,8 @@ class FrameResult:
 
 
 def binarise(prob: np.ndarray, threshold: float) -> np.ndarray:
-    """Foreground (True) where the probability is >= threshold."""
-    return prob.astype(np.float32) >= np.float32(threshold)
+    """Foreground (True) where the probability is > threshold."""
+    return prob.astype(np.float32) > np.float32(threshold)
 
 
 def prune(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:

@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from fusionseg.flow.options import DEVICES, METHODS, NORMALIZATIONS
+from fusionseg.devices import DEVICES
+from fusionseg.flow.options import METHODS, NORMALIZATIONS
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,15 @@ def _pair_flow(args: argparse.Namespace) -> None:
 
 def _flow_to_rgb(args: argparse.Namespace) -> None:
     from fusionseg.errors import ConfigError
-    from fusionseg.flow.colour import flow_to_rgb, write_rgb
+    from fusionseg.flow.colour import flow_to_rgb
     from fusionseg.flow.flo import read_flow_file
+    from fusionseg.io import atomic_file, write_image
 
     if args.max_flow is not None and not args.max_flow > 0:
         raise ConfigError(f"--max-flow: must be positive, got {args.max_flow}")
-    write_rgb(args.out, flow_to_rgb(read_flow_file(args.flow), args.max_flow))
+    if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"--out {args.out}: an image name ending in .png or .jpg")
+    rgb = flow_to_rgb(read_flow_file(args.flow), args.max_flow)
+    with atomic_file(args.out) as tmp:
+        write_image(tmp, rgb, image_format=args.out.suffix)
     log.info("wrote %s", args.out)

@@ -9,13 +9,9 @@ motion stream sees.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from fusionseg.errors import InputError
 from fusionseg.flow.flo import UNKNOWN_FLOW_THRESHOLD
-from fusionseg.io import atomic_file
 
 # (segment length, channel that ramps, direction of the ramp, channel held at 255), wheel order.
 _SEGMENTS = (
@@ -79,14 +75,3 @@ def _compute_colour(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     colour = np.where(inside, 1.0 - radius[..., None] * (1.0 - colour), colour * _OUT_OF_RANGE_DIMMING)
     return np.floor(255.0 * colour).astype(np.uint8)
 
-
-def write_rgb(path: str | Path, rgb: np.ndarray) -> None:
-    """Write an RGB uint8 image (format from the suffix, PNG for flow images), atomically."""
-    import cv2
-
-    path = Path(path)
-    ok, buf = cv2.imencode(path.suffix or ".png", np.ascontiguousarray(rgb[..., ::-1]))
-    if not ok:
-        raise InputError(f"{path}: could not encode image (unsupported suffix?)")
-    with atomic_file(path) as tmp:
-        buf.tofile(tmp)

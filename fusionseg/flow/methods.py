@@ -7,16 +7,15 @@ so `--params '{"warps": 5}'` and config.yaml take the same keys and a typo is na
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Callable
 
-import jsonschema
 import numpy as np
 
-from fusionseg.config import load_schema
+from fusionseg.config import section_params
+from fusionseg.devices import resolve_device
 from fusionseg.errors import ConfigError
-from fusionseg.flow.options import DEVICES, METHODS
+from fusionseg.flow.options import METHODS
 
 if TYPE_CHECKING:
     import torch
@@ -36,38 +35,7 @@ def method_params(method: str, params: dict | str | None = None) -> dict:
     """The method's parameters: `params` (a dict or JSON text) over the schema defaults, validated."""
     if method not in METHODS:
         raise ConfigError(f"flow.method: unknown method '{method}' (choose from {', '.join(METHODS)})")
-    if isinstance(params, str):
-        try:
-            params = json.loads(params)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--params: not valid JSON ({exc})") from exc
-    params = dict(params or {})
-    schema = load_schema()["properties"]["flow"]["properties"][config_key(method)]
-    allowed = schema["properties"]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"flow.{config_key(method)}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(allowed)})"
-        )
-    filled = {key: spec["default"] for key, spec in allowed.items() if "default" in spec} | params
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(filled))
-    if error is not None:
-        key = ".".join(str(p) for p in error.absolute_path)
-        raise ConfigError(f"flow.{config_key(method)}.{key}: {error.message}")
-    return filled
-
-
-def resolve_device(device: str) -> torch.device:
-    """auto picks CUDA when present; cuda without CUDA falls back to the CPU with a warning, not silently."""
-    import torch
-
-    if device not in DEVICES:
-        raise ConfigError(f"flow.device: unknown device '{device}' (choose from {', '.join(DEVICES)})")
-    if device == "cuda" and not torch.cuda.is_available():
-        log.warning("flow.device is cuda but CUDA is not available: computing flow on the CPU")
-    if device in ("auto", "cuda"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    return section_params(f"flow.{config_key(method)}", params)
 
 
 def make_backend(method: str, params: dict | str | None = None, device: str = "auto") -> Backend:

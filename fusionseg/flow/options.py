@@ -1,5 +1,4 @@
 """The flow stage's option values, importable without OpenCV, torch or h5py (the CLI parser needs them)."""
 
 METHODS = ("tvl1", "dis", "farneback", "tvl1-opencv", "segflow")
-DEVICES = ("auto", "cpu", "cuda")
 NORMALIZATIONS = ("per_frame", "fixed")
