@@ -16,7 +16,7 @@ from fusionseg.io import write_image, write_mask
 from fusionseg.models import load_model, read_checkpoint
 from fusionseg.train import loop
 from fusionseg.train.data import IGNORE, AnnotatedFrames, ConcatSources, ShardSamples, augment, sample_batch
-from fusionseg.train.params import training_params
+from fusionseg.config import section_params
 from fusionseg.train.streams import FusionData, train_fusion, train_stream
 
 SIZE = (32, 40)
@@ -65,19 +65,19 @@ def _params(section: str = "appearance", **overrides) -> dict:
     base = {"weights": "none", "iterations": 4, "batch_size": 2, "crop_size": 16, "checkpoint_every": 2}
     if section == "fusion":
         base = {"iterations": 4, "batch_size": 2, "checkpoint_every": 2}
-    return training_params(json.dumps({**base, **overrides}), section)
+    return section_params(section, json.dumps({**base, **overrides}))
 
 
 def test_params_fill_defaults_and_name_unknown_keys():
-    params = training_params('{"iterations": 7}', "motion")
+    params = section_params("motion", '{"iterations": 7}')
     assert params["iterations"] == 7 and params["momentum"] == 0.9 and params["weight_decay"] == 0.0005
     assert params["backbone"] == "efficientnet_lite0" and params["lr_power"] == 0.9
     with pytest.raises(ConfigError, match="crop_sise"):
-        training_params('{"crop_sise": 64}', "appearance")
+        section_params("appearance", '{"crop_sise": 64}')
     with pytest.raises(ConfigError, match="fusion.lr"):
-        training_params('{"lr": -1}', "fusion")
+        section_params("fusion", '{"lr": -1}')
     with pytest.raises(ConfigError, match="not valid JSON"):
-        training_params("{iterations: 3}", "appearance")
+        section_params("appearance", "{iterations: 3}")
 
 
 def test_augment_crops_pads_with_ignore_and_flips():

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fusionseg.errors import ConfigError, InputError
+from fusionseg.io import load_torch
 from fusionseg.models.efficientnet import EfficientNetLite0
 from fusionseg.models.resnet import DEPTHS, ResNet
 
@@ -51,13 +52,7 @@ def load_pretrained(name: str, path: Path, dilated: bool = True, keep_classifier
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state_dict from a file, with a clear error if it is missing, corrupt or not a state_dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise InputError(f"{path}: not a readable torch weights file ({type(exc).__name__}: {exc})") from exc
+    state = load_torch(path, "torch weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a plain state_dict (expected a mapping of parameter names to tensors)")
     return state

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_file
+from fusionseg.io import load_torch, save_torch
 from fusionseg.models.fusion import FusionModel
 from fusionseg.models.stream import StreamModel
 
@@ -24,19 +24,12 @@ CHECKPOINT_KEYS = ("model", "arch", "config", "iteration")
 def save_checkpoint(path: str | Path, model: nn.Module, config: dict, iteration: int) -> None:
     """Write the final checkpoint atomically."""
     payload = {"model": model.state_dict(), "arch": dict(model.arch), "config": config, "iteration": iteration}
-    with atomic_file(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(path, payload)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict; an InputError naming the file if it is missing, corrupt or incomplete."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, foreign pickle, ...: torch raises many types
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    payload = load_torch(path, "checkpoint")
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(payload, dict) or k not in payload]
     if missing:
         raise InputError(f"{path}: not a fusionseg checkpoint (missing {', '.join(missing)})")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from fusionseg.devices import DEVICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,15 +36,15 @@ def _common_options(parser: argparse.ArgumentParser, section: str) -> None:
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt); <out>.log.csv and <out>.resume.pt beside it")
     parser.add_argument("--params", default="{}", metavar="JSON", help=f"the config's {section} section as JSON (defaults filled)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the section's device")
+    parser.add_argument("--device", choices=DEVICES, help="overrides the section's device")
 
 
 def _params(args: argparse.Namespace, section: str) -> dict:
     import torch
 
-    from fusionseg.train.params import training_params
+    from fusionseg.config import section_params
 
-    params = training_params(args.params, section)
+    params = section_params(section, args.params)
     if args.device:
         params["device"] = args.device
     if args.threads:
@@ -59,7 +62,7 @@ def _train_appearance(args: argparse.Namespace) -> None:
     if not args.frames and not args.images:
         raise InputError("train-appearance: give --frames (annotated sequences) and/or --images (image cache manifests)")
     sources = ([AnnotatedFrames(args.frames)] if args.frames else []) + [ImageMaskSamples(m) for m in args.images]
-    train_stream("appearance", ConcatSources(sources), params, args.out)
+    train_stream("appearance", ConcatSources(sources), params, args.out, _data_identity(args.frames, args.images))
 
 
 def _train_motion(args: argparse.Namespace) -> None:
@@ -71,14 +74,25 @@ def _train_motion(args: argparse.Namespace) -> None:
     if not args.manifest and not args.annotated:
         raise InputError("train-motion: give --manifest (pseudo-label shards) and/or --annotated FRAMES_DIR FLOW_RGB_DIR")
     sources = [ShardSamples(m) for m in args.manifest]
+    frames, flows = zip(*args.annotated) if args.annotated else ((), ())
     if args.annotated:
-        frames, flows = zip(*args.annotated)
         sources.append(AnnotatedFrames(frames, flows))
-    train_stream("motion", ConcatSources(sources), params, args.out)
+    train_stream("motion", ConcatSources(sources), params, args.out, _data_identity(frames, [*args.manifest, *flows]))
 
 
 def _train_fusion(args: argparse.Namespace) -> None:
     from fusionseg.train.streams import FusionData, train_fusion
 
     params = _params(args, "fusion")
-    train_fusion(FusionData(args.frames, args.appearance_probs, args.motion_probs), params, args.out)
+    data = FusionData(args.frames, args.appearance_probs, args.motion_probs)
+    train_fusion(data, params, args.out, _data_identity(args.frames, [*args.appearance_probs, *args.motion_probs]))
+
+
+def _data_identity(frames_dirs, others) -> dict[str, str]:
+    """What a run trains on, recorded in its resume file: frame folders with their masks, then the
+    other inputs (manifests, flow images, probability files); see `Trainer(data_identity=...)`."""
+    from fusionseg.datasets.layout import Sequence
+    from fusionseg.io import fingerprint
+
+    sequences = [Sequence.from_frames_dir(d) for d in frames_dirs]
+    return fingerprint([path for s in sequences for path in (s.frames_dir, s.masks_dir)] + [Path(p) for p in others])

@@ -4,7 +4,8 @@ SGD with momentum and weight decay, poly learning-rate decay, mixed precision on
 a per-iteration log table (`<out>.log.csv`), and resumable checkpoints (`<out>.resume.pt`, atomic)
 holding the model, optimizer, scaler, iteration, log and RNG states. Because each iteration's data
 comes from a generator seeded by (seed, iteration), a resumed CPU run ends with exactly the weights
-of an uninterrupted one.
+of an uninterrupted one. The resume file also records what the run trained on (`data_identity`), so
+a run whose parameters, architecture or data changed starts again from iteration 0 (and says why).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fusionseg.devices import resolve_device  # noqa: F401  (imported from here by the TSN and SegFlow trainers)
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_file
+from fusionseg.io import atomic_file, save_torch
 from fusionseg.models.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -41,15 +43,6 @@ def log_path(out: Path) -> Path:
     return out.with_name(out.name + ".log.csv")
 
 
-def resolve_device(requested: str) -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA without one falls back to the CPU with a warning."""
-    if requested in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    if requested == "cuda":
-        log.warning("CUDA requested but not available; running on the CPU")
-    return torch.device("cpu")
-
-
 def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> float:
     return base_lr * (1 - iteration / iterations) ** power
 
@@ -64,12 +57,16 @@ class Trainer:
         out: str | Path,
         device: torch.device,
         optimizer: torch.optim.Optimizer | None = None,
+        data_identity: Mapping[str, str] | None = None,
     ) -> None:
         """`optimizer` defaults to SGD (momentum, weight decay) over the trainable parameters; a system
         with other needs (Adam for memory networks) passes its own. Its groups' learning rates follow
-        the poly schedule, each scaled by the group's `lr_scale` (default 1)."""
+        the poly schedule, each scaled by the group's `lr_scale` (default 1). `data_identity` names
+        the training inputs (input -> digest: `fusionseg.io.fingerprint(paths)`); a resume file
+        written for other data is not resumed."""
         self.model = model.to(device)
         self.params = params
+        self.data_identity = dict(data_identity or {})
         self.out = Path(out)
         self.device = device
         self.use_amp = device.type == "cuda" and params["amp"]
@@ -134,9 +131,9 @@ class Trainer:
             "arch": dict(self.model.arch),
             "log": self.rows,
             "rng": _rng_states(),
+            "data": self.data_identity,
         }
-        with atomic_file(resume_path(self.out)) as tmp:
-            torch.save(state, tmp)
+        save_torch(resume_path(self.out), state)
         self._write_log()
 
     def _resume(self) -> None:
@@ -151,6 +148,10 @@ class Trainer:
         if state.get("config") != self.params or state.get("arch") != dict(self.model.arch):
             log.warning("%s: written with other parameters or architecture; starting from iteration 0", path)
             return
+        changed = _changed_inputs(state.get("data", {}), self.data_identity)
+        if changed:
+            log.warning("%s: written for other training data (%s); starting from iteration 0", path, changed)
+            return
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -161,6 +162,19 @@ class Trainer:
     def _write_log(self) -> None:
         with atomic_file(log_path(self.out)) as tmp:
             pd.DataFrame(self.rows, columns=LOG_COLUMNS).to_csv(tmp, index=False)
+
+
+def _changed_inputs(recorded: Mapping[str, str], current: Mapping[str, str]) -> str:
+    """'' when both name the same inputs with the same digests; else which differ, for the log."""
+    parts = []
+    for label, names in (
+        ("changed", [k for k in current if k in recorded and recorded[k] != current[k]]),
+        ("added", [k for k in current if k not in recorded]),
+        ("removed", [k for k in recorded if k not in current]),
+    ):
+        if names:
+            parts.append(f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}")
+    return "; ".join(parts)
 
 
 def _rng_states() -> dict:

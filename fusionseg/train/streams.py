@@ -21,11 +21,13 @@ def pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits, target, ignore_index=IGNORE)
 
 
-def train_stream(stream: str, source: SampleSource, params: dict, out: str | Path) -> None:
+def train_stream(
+    stream: str, source: SampleSource, params: dict, out: str | Path, data_identity: dict[str, str] | None = None
+) -> None:
     """Train one stream (appearance: RGB frames; motion: flow images) and write its checkpoint."""
     torch.manual_seed(params["seed"])
     model = StreamModel(params["backbone"], params["weights"], stream=stream)
-    trainer = Trainer(model, params, out, resolve_device(params["device"]))
+    trainer = Trainer(model, params, out, resolve_device(params["device"]), data_identity=data_identity)
     trainer.fit(lambda iteration: _as_inputs(sample_batch(source, params, iteration)), pixel_cross_entropy)
 
 
@@ -70,10 +72,10 @@ def _pixel_row(prob: torch.Tensor) -> torch.Tensor:
     return log_probabilities(prob.view(1, 1, -1)).view(1, 2, 1, -1)
 
 
-def train_fusion(data: FusionData, params: dict, out: str | Path) -> None:
+def train_fusion(data: FusionData, params: dict, out: str | Path, data_identity: dict[str, str] | None = None) -> None:
     """Train the 24 fusion parameters on stored stream outputs (the streams stay frozen by construction)."""
     torch.manual_seed(params["seed"])
-    trainer = Trainer(FusionModel(), params, out, resolve_device(params["device"]))
+    trainer = Trainer(FusionModel(), params, out, resolve_device(params["device"]), data_identity=data_identity)
     trainer.fit(lambda iteration: data.batch(params, iteration), pixel_cross_entropy)
 
 
