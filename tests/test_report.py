@@ -7,6 +7,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from fusionseg.bootstrap.filters import Stage
+from fusionseg.bootstrap.report import funnel_row, funnel_table, quality_table
 from fusionseg.cli import main
 from fusionseg.io import write_image, write_mask
 
@@ -28,8 +30,10 @@ def make_fixture(root):
     bench = root / "bench" / "compute_flow"
     bench.mkdir(parents=True)
     (bench / "davis-clip.tsv").write_text("s\th:m:s\tmax_rss\tmax_vms\n3.5\t0:00:03\t210.5\t800\n")
-    pd.DataFrame({"stage": ["boxes", "kept"], "frames": [10, 4]}).to_csv(root / "funnel.csv", index=False)
-    pd.DataFrame({"jaccard_before": [0.70], "jaccard_after": [0.78]}).to_csv(root / "quality.csv", index=False)
+    funnel_table([funnel_row("davis", "clip", [Stage.NO_BOX, Stage.KEPT])]).to_csv(root / "funnel.csv", index=False)
+    quality_table([{"dataset": "davis", "sequence": "clip", "j_before": 0.70, "j_after": 0.78, "kept": True}]).to_csv(
+        root / "quality.csv", index=False
+    )
     pd.DataFrame(
         {"role": ["benchmark", "fusion_train"], "dataset": ["davis", "davis"], "sequence": ["clip", "clip"]}
     ).to_csv(root / "roles.csv", index=False)

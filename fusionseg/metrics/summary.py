@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from fusionseg.errors import InputError
+from fusionseg.io import read_table
 from fusionseg.metrics.scoring import LABEL_COLUMNS, SEQUENCE_COLUMNS
 
 # The paper's row order, then anything else in the order it was given.
@@ -28,19 +29,23 @@ WIDE_MEASURES = [("J&F", "JF_mean"), ("J", "J_mean"), ("F", "F_mean"), ("avg IoU
 
 def read_scores(paths: list[Path]) -> pd.DataFrame:
     """Concatenate per-sequence score tables written by `fusionseg score`; errors name the file."""
-    tables = []
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: scores file not found")
-        table = pd.read_csv(path)
-        missing = [c for c in SEQUENCE_COLUMNS + LABEL_COLUMNS if c not in table.columns]
-        if missing:
-            raise InputError(f"{path}: not a scores table (missing column(s) {', '.join(missing)})")
-        tables.append(table)
+    tables = [read_table(path, "scores table", SEQUENCE_COLUMNS + LABEL_COLUMNS) for path in paths]
     if not tables:
         raise InputError("no scores files given")
     return pd.concat(tables, ignore_index=True)
+
+
+def read_summary(path: Path) -> pd.DataFrame:
+    """A summary written by `fusionseg summarize` (paper layout); an error naming the file when it is
+    not one: method, method_id, then only '<dataset> <measure>' columns, at least one."""
+    table = read_table(path, "summary table", ["method", "method_id"])
+    labels = tuple(f" {label}" for label, _ in WIDE_MEASURES)
+    measures = [c for c in table.columns if c not in ("method", "method_id")]
+    foreign = [c for c in measures if not c.endswith(labels)]
+    if foreign or not measures:
+        found = f"column(s) {', '.join(foreign)}" if foreign else "no measure columns"
+        raise InputError(f"{path}: not a summary table ({found}; expected '<dataset> J&F', '<dataset> J', ...)")
+    return table
 
 
 def dataset_summary(scores: pd.DataFrame) -> pd.DataFrame:

@@ -18,8 +18,9 @@ from tqdm import tqdm
 
 from fusionseg.datasets.layout import RESOLUTION, frame_name
 from fusionseg.errors import InputError
-from fusionseg.io import read_image
-from fusionseg.metrics.summary import read_scores
+from fusionseg.bootstrap.report import FUNNEL_COLUMNS, QUALITY_COLUMNS
+from fusionseg.io import read_image, read_table
+from fusionseg.metrics.summary import read_scores, read_summary
 from fusionseg.report import figures
 from fusionseg.report.html import escape, image_tag, page, table
 
@@ -65,7 +66,7 @@ def build_report(inputs: ReportInputs) -> str:
     if bootstrap:
         sections.append(("bootstrap", "Bootstrapped pseudo labels", bootstrap))
     if inputs.flow_epe:
-        sections.append(("flow", "Optical flow accuracy", table(_read_csv(inputs.flow_epe))))
+        sections.append(("flow", "Optical flow accuracy", table(read_table(inputs.flow_epe, "flow accuracy table"))))
     if inputs.segment:
         sections.append(("segment", "Segmented videos", segment_section(inputs.segment, inputs.overlay_frames)))
     if inputs.roles is not None:
@@ -77,7 +78,7 @@ def build_report(inputs: ReportInputs) -> str:
 
 
 def summary_section(summary_path: Path) -> str:
-    summary = _read_csv(summary_path)
+    summary = read_summary(summary_path)
     shown = summary.drop(columns=[c for c in ("method_id",) if c in summary])
     numeric = [c for c in shown.columns if pd.api.types.is_numeric_dtype(shown[c])]
     shown[numeric] = shown[numeric] * 100
@@ -169,9 +170,10 @@ def segment_section(folders: list[Path], frames: int = 4) -> str:
 def bootstrap_section(funnel: Path | None, quality: Path | None) -> str:
     parts = []
     if funnel:
-        parts.append("<h3>Funnel: frames kept by each test</h3>" + table(_read_csv(funnel)))
+        parts.append("<h3>Funnel: frames kept by each test</h3>" + table(read_table(funnel, "bootstrap funnel", FUNNEL_COLUMNS)))
     if quality:
-        parts.append("<h3>Pseudo-label quality against human masks</h3>" + table(_read_csv(quality)))
+        quality_rows = read_table(quality, "pseudo-label quality table", QUALITY_COLUMNS)
+        parts.append("<h3>Pseudo-label quality against human masks</h3>" + table(quality_rows))
     return "".join(parts)
 
 
@@ -218,11 +220,7 @@ def benchmarks_section(folder: Path) -> str:
 
 
 def roles_from_csv(path: Path) -> pd.DataFrame:
-    roles = _read_csv(path)
-    missing = [c for c in ("role", "dataset", "sequence") if c not in roles.columns]
-    if missing:
-        raise InputError(f"{path}: roles table needs columns role, dataset, sequence (missing {', '.join(missing)})")
-    return roles
+    return read_table(path, "roles table", ["role", "dataset", "sequence"])
 
 
 def roles_from_config(config: dict) -> pd.DataFrame:
@@ -230,13 +228,3 @@ def roles_from_config(config: dict) -> pd.DataFrame:
 
     rows = [{"role": r, "dataset": d, "sequence": s} for r in ROLES for d, s in role_sequences(config, r)]
     return pd.DataFrame(rows, columns=["role", "dataset", "sequence"])
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a readable CSV table ({exc})") from exc
