@@ -9,7 +9,7 @@ Rules are thin calls of `fusionseg <step>`; every setting that changes a result 
 changing it reruns that step and what depends on it, nothing upstream.
 """
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -17,7 +17,8 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "fusionseg/schema/config.schema.yaml")
+# The config is checked against fusionseg/schema/config.schema.yaml by rules/common.smk (check_config):
+# one line naming the file and the key, where snakemake.utils.validate would print the whole schema.
 
 
 include: "rules/common.smk"

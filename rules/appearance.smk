@@ -23,7 +23,7 @@ rule train_appearance:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg train-appearance {params.sources} --out {output} --params {params.training:q} "
+        "fusionseg train-appearance {params.sources} --out {output} --params {params.training:q} "
         "--threads {threads} > {log} 2>&1"
 
 
@@ -46,7 +46,7 @@ rule infer_appearance:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg infer-appearance --model {input.model} --frames {input.frames} --out {output} "
+        "fusionseg infer-appearance --model {input.model} --frames {input.frames} --out {output} "
         "--batch-size {params.batch_size} --device {params.device} --threads {threads} > {log} 2>&1"
 
 

@@ -28,5 +28,5 @@ rule bootstrap:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg bootstrap --frames {input.frames} --probs {input.probs} --flow-rgb {input.flow_rgb} "
+        "fusionseg bootstrap --frames {input.frames} --probs {input.probs} --flow-rgb {input.flow_rgb} "
         "--out-dir {params.out_dir} --params {params.pruning:q} > {log} 2>&1"

@@ -4,14 +4,24 @@ import json
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
+from snakemake.settings.types import DeploymentMethod
+
 from fusionseg.config import ROLES, SCORED_ROLES, check_config, role_sequences
+from fusionseg.errors import ConfigError
 from fusionseg.datasets.catalog import IMAGE_LAYOUTS
 from fusionseg.models.bundle import check_models_config
 
 # Schema defaults filled in and roles checked (datasets declared, no unintended overlap) before any job.
-config.update(check_config(config, source="config"))
+# A bad key is one line naming the config file and the key; raised again here so that Snakemake shows
+# that line and this one, not fusionseg's call stack.
+CONFIG_FILES = ", ".join({Path(p).resolve(): str(p) for p in workflow.configfiles}.values()) or "config"
+try:
+    config.update(check_config(config, source=CONFIG_FILES))
+except ConfigError as error:
+    raise ConfigError(str(error)) from None
 # Models from elsewhere (a bundle, or three checkpoints): no training role, and the bundle's flow convention.
 check_models_config(config, source="config")
 
@@ -23,9 +33,16 @@ SYSTEM_METHODS = {"fusionseg": ("flow-th", "flow-sal", "appearance", "motion", "
 SEMI_SUPERVISED_METHODS = ()
 METHODS = [method for system in SYSTEMS for method in SYSTEM_METHODS.get(system, ())]
 
-# Rules run `python -m fusionseg`: conda environments (--sdm conda) carry the dependencies and the
-# package comes from this checkout, so a job runs its own workflow's code even where it is not installed.
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+# Rules call `fusionseg <step>`, a shell function running `-m fusionseg` with the Python that runs
+# Snakemake (so a virtual environment's snakemake works without activating it), except where each job
+# brings its own environment (--sdm conda or apptainer): there the environment's `python`. The package
+# comes from this checkout, so a job runs its own workflow's code even where it is not installed.
+_OWN_ENVIRONMENTS = {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER}
+PYTHON = "python" if _OWN_ENVIRONMENTS & set(workflow.deployment_settings.deployment_method) else shlex.quote(sys.executable)
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f'fusionseg() {{{{ {PYTHON} -m fusionseg "$@"; }}}}; '
+)
 CONDA_ENV = str(Path(workflow.basedir) / "envs" / f"fusionseg-{'cuda' if RES['gpu'] else 'cpu'}.yaml")
 
 

@@ -25,7 +25,7 @@ rule compute_flow:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg compute-flow --frames {input.frames} --out {output} --method {params.method} "
+        "fusionseg compute-flow --frames {input.frames} --out {output} --method {params.method} "
         "--device {params.device} --batch-size {params.batch_size} --params {params.options:q} > {log} 2>&1"
 
 
@@ -46,7 +46,7 @@ rule encode_flow:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg encode-flow --flow {input} --out {output} {params.flags} > {log} 2>&1"
+        "fusionseg encode-flow --flow {input} --out {output} {params.flags} > {log} 2>&1"
 
 
 rule flow:

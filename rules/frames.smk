@@ -27,7 +27,7 @@ rule synth_frames:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg synth --out {params.root} --sequence {params.sequence} {params.flags} > {log} 2>&1"
+        "fusionseg synth --out {params.root} --sequence {params.sequence} {params.flags} > {log} 2>&1"
 
 
 rule extract_frames:
@@ -51,7 +51,7 @@ rule extract_frames:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg extract-frames {params.source:q} --sequence {params.sequence} --out {params.root} "
+        "fusionseg extract-frames {params.source:q} --sequence {params.sequence} --out {params.root} "
         "{params.flags} > {log} 2>&1"
 
 

@@ -23,7 +23,7 @@ rule train_fusion:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg train-fusion --frames {input.frames} --appearance-probs {input.appearance} "
+        "fusionseg train-fusion --frames {input.frames} --appearance-probs {input.appearance} "
         "--motion-probs {input.motion} --out {output} --params {params.training:q} "
         "--threads {threads} > {log} 2>&1"
 
@@ -48,7 +48,7 @@ rule infer_joint:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg infer-joint --model {input.model} --appearance-probs {input.appearance} "
+        "fusionseg infer-joint --model {input.model} --appearance-probs {input.appearance} "
         "--motion-probs {input.motion} --out {output} --batch-size {params.batch_size} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
 

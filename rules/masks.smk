@@ -26,7 +26,7 @@ rule threshold_masks:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg masks --probs {input.probs} --frames {input.frames} --out {output} "
+        "fusionseg masks --probs {input.probs} --frames {input.frames} --out {output} "
         "--threshold {params.threshold} > {log} 2>&1"
 
 

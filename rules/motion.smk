@@ -27,7 +27,7 @@ rule train_motion:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg train-motion {params.manifest} {params.annotated} --out {output} "
+        "fusionseg train-motion {params.manifest} {params.annotated} --out {output} "
         "--params {params.training:q} --threads {threads} > {log} 2>&1"
 
 
@@ -50,7 +50,7 @@ rule infer_motion:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg infer-motion --model {input.model} --flow-rgb {input.flow_rgb} --out {output} "
+        "fusionseg infer-motion --model {input.model} --flow-rgb {input.flow_rgb} --out {output} "
         "--batch-size {params.batch_size} --device {params.device} --threads {threads} > {log} 2>&1"
 
 

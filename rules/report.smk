@@ -21,7 +21,7 @@ rule summarize:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg summarize --scores {input} --out {output} > {log} 2>&1"
+        "fusionseg summarize --scores {input} --out {output} > {log} 2>&1"
 
 
 use rule summarize as summarize_validation with:
@@ -80,7 +80,7 @@ rule render_report:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg report {params.inputs} --roles {input.roles} "
+        "fusionseg report {params.inputs} --roles {input.roles} "
         "--benchmarks {params.benchmarks} --overlay-frames {params.overlay_frames} {params.validation} "
         "--out {output} > {log} 2>&1"
 

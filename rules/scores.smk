@@ -26,7 +26,7 @@ rule score:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg score --pred {params.pred_root} --gt {params.gt_root} {params.flags} "
+        "fusionseg score --pred {params.pred_root} --gt {params.gt_root} {params.flags} "
         "--gt-resolution source --method {wildcards.method} --dataset {wildcards.dataset} "
         "--out {output.sequences} > {log} 2>&1"
 

@@ -31,7 +31,7 @@ rule import_models:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg import-models {params.sources} --out-dir {params.out_dir} {params.flow} > {log} 2>&1"
+        "fusionseg import-models {params.sources} --out-dir {params.out_dir} {params.flow} > {log} 2>&1"
 
 
 rule segment_sequence:
@@ -58,7 +58,7 @@ rule segment_sequence:
     conda:
         CONDA_ENV
     shell:
-        "python -m fusionseg segment-outputs --frames {input.frames} --flow {input.flow} --joint-probs {input.joint} "
+        "fusionseg segment-outputs --frames {input.frames} --flow {input.flow} --joint-probs {input.joint} "
         "--appearance-probs {input.appearance} --motion-probs {input.motion} {params.source} {params.models} "
         "--name {wildcards.dataset}/{wildcards.seq} --threshold {params.threshold} --out {output} > {log} 2>&1"
 
