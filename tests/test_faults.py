@@ -261,6 +261,8 @@ MACHINE_FAULTS = [
     MachineFault("full disk: shards", "bootstrap --frames " + FRAMES_DIR + " --probs {in}/probs/clip.h5 --flow-rgb {in}/flow_rgb/clip "
                  "--out-dir {out}/pseudo --params '{{\"threshold\": 0.0, \"box_iou\": 0.0, \"max_fill\": 1.0, \"min_flow_contrast\": 0}}'",
                  "cannot write (no space left on device)", absent=("pseudo/manifest.csv", "pseudo/shards")),
+    MachineFault("full disk: masks", "masks --probs {in}/probs/clip.h5 --out {out}/m", "m: cannot write (no space left on device)",
+                 absent=("m",)),
     MachineFault("read-only folder: masks", "masks --probs {in}/probs/clip.h5 --out {out}/m", "m: cannot write (read-only file system)",
                  absent=("m",), mount="read-only"),
     MachineFault("read-only folder: flow", "compute-flow --frames " + FRAMES_DIR + " --out {out}/sub/clip.h5 --method dis",
@@ -282,10 +284,12 @@ def private_mounts() -> list[str]:
 
 MOUNT_SCRIPT = """
 mount -t tmpfs -o "$OPTIONS" tmpfs "$PLACE" || exit 99
-if [ "$FILL" = 1 ]; then dd if=/dev/zero of="$PLACE/.fill" bs=64k 2>/dev/null; fi
+if [ "$FILL" = 1 ]; then  # to the last byte: big blocks, then small ones for the rest
+  dd if=/dev/zero of="$PLACE/.fill" bs=64k 2>/dev/null; dd if=/dev/zero of="$PLACE/.fill2" bs=512 2>/dev/null
+fi
 "$PYTHON" -m fusionseg "$@" 2> "$RESULT/stderr"
 echo $? > "$RESULT/status"
-cd "$PLACE" && find . -mindepth 1 ! -name .fill > "$RESULT/left"
+cd "$PLACE" && find . -mindepth 1 ! -name '.fill*' > "$RESULT/left"
 """
 
 
