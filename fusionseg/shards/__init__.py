@@ -3,8 +3,8 @@
 Shard file `shard-00000.h5` (write-once; written under a temporary name, renamed when complete):
 
     attrs   format = "fusionseg-shard-1", samples = number of samples, compression
-    samples/000000/flow   uint8 (H, W, 3) colour-coded flow, one chunk, compressed
-    samples/000000/mask   uint8 (H, W) in {0, 1}, one chunk, compressed
+    samples/000000/flow   uint8 (H, W, 3) colour-coded flow, one chunk, compressed, Fletcher-32 checked
+    samples/000000/mask   uint8 (H, W) in {0, 1}, one chunk, compressed, Fletcher-32 checked
     samples/000000/rgb    uint8 (H, W, 3) RGB frame (only when the bootstrap stored it)
     samples/000000 attrs  dataset, sequence, frame, boxes (JSON [[x0, y0, x1, y1], ...]), model_sha256
 
