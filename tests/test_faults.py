@@ -319,12 +319,14 @@ def test_machine_fault_gives_one_line_and_removes_temporaries(
 
 
 def interrupt_when(argv: list[str], ready: Path, glob: str, signum: int) -> subprocess.CompletedProcess:
-    """Run `python -m fusionseg argv`, send `signum` once a file matching `glob` appears in `ready`."""
-    process = subprocess.Popen([sys.executable, "-m", "fusionseg", *argv], stderr=subprocess.PIPE, text=True)
+    """Run `python -m fusionseg argv` in its own process group and, once a file matching `glob` appears
+    in `ready`, send `signum` to the whole group, as a terminal does on Ctrl-C (workers included)."""
+    command = [sys.executable, "-m", "fusionseg", *argv]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(ready.glob(glob)) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signum)
+    os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=120)
     return subprocess.CompletedProcess(argv, process.returncode, "", stderr)
 
