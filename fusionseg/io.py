@@ -132,11 +132,15 @@ def write_faults_named(path: PathLike) -> Iterator[None]:
 
 
 def _concerns(filename: Any, path: Path) -> bool:
+    """Whether a failure on `filename` is about writing `path`: the output itself, a folder above it,
+    a file inside it, or one of its temporaries (`temporary_path`) or a file inside one."""
     if filename is None:
         return True
     target = Path(os.fsdecode(filename)).absolute()
     place = path.absolute()
-    return target == place or place.parent in target.parents or target in place.parents
+    if target == place or target in place.parents or place in target.parents:
+        return True
+    return any(p.parent == place.parent and p.name.startswith(f".{place.name}.") for p in (target, *target.parents))
 
 
 def write_bytes(path: PathLike, data: bytes | memoryview | np.ndarray) -> None:

@@ -447,6 +447,23 @@ def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path: Path
     assert (tmp_path / "out.h5").read_text() == "complete"
 
 
+@pytest.mark.parametrize(
+    ("failing", "blamed"),
+    [("out/.f.h5.host-1.abc.tmp", True), ("out", True), ("out/f.h5", True), ("out/inputs.h5", False), ("elsewhere/in.h5", False)],
+)
+def test_permission_errors_blame_the_output_only_when_they_concern_it(tmp_path: Path, failing: str, blamed: bool) -> None:
+    """A forbidden input stays an OSError naming the input; a forbidden output is an OutputError naming it."""
+    import errno
+
+    from fusionseg.errors import OutputError
+    from fusionseg.io import write_faults_named
+
+    error = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / failing))
+    with pytest.raises(OutputError if blamed else PermissionError) as raised, write_faults_named(tmp_path / "out" / "f.h5"):
+        raise error
+    assert str(raised.value).startswith(f"{tmp_path / 'out' / 'f.h5'}: cannot write") == blamed
+
+
 # ---- resumed training on changed data ----------------------------------------------------------------
 
 
