@@ -58,9 +58,10 @@ def clips(tmp_path):
     return [write_clip(tmp_path / "synth", name, params).frames_dir for name in ("a", "b")]
 
 
-@pytest.mark.parametrize("size", [(64, 96), (50, 70)])
-def test_outputs_and_flow_predictions_have_the_size_of_each_scale(size):
-    net = _net()
+@pytest.mark.parametrize("size, backbone", [((64, 96), "efficientnet_lite0"), ((50, 70), "efficientnet_lite0"), ((50, 70), "resnet50")])
+def test_outputs_and_flow_predictions_have_the_size_of_each_scale(size, backbone):
+    torch.manual_seed(0)
+    net = SegFlowNet(backbone, "none", "both", flow_width=4).eval()
     frame0, frame1 = _frames(2, *size)
     with torch.no_grad():
         output = net(frame0, frame1)

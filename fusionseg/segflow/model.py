@@ -141,6 +141,12 @@ class FlowDecoder(nn.Module):
             self.predict[str(stride)] = nn.Conv2d(previous, 2, 3, padding=1)
             self.out_channels[stride] = previous
 
+    def start_near_zero_flow(self) -> None:
+        """Predictors start near zero flow rather than at the tens of pixels He scaling gives them."""
+        for predictor in self.predict.values():
+            nn.init.normal_(predictor.weight, std=1e-3)
+            nn.init.zeros_(predictor.bias)
+
     def forward(self, encoded: dict[int, torch.Tensor], seg_features: dict[int, torch.Tensor] | None) -> FlowDecoding:
         features = encoded[64]
         flow = self.predict["64"](features)
@@ -213,6 +219,7 @@ class SegFlowNet(nn.Module):
         flow_channels = {s: self.flow_decoder.out_channels[s] for s in SEG_LEVELS}
         self.seg_head = SegmentationHead(seg_channels, flow_channels if self.flow_to_seg else None, flow_width)
         _init_leaky(self.flow_encoder, self.flow_decoder)
+        self.flow_decoder.start_near_zero_flow()
 
     def train(self, mode: bool = True) -> "SegFlowNet":
         """A pretrained backbone's BatchNorm stays frozen (its statistics never update)."""
@@ -276,10 +283,6 @@ def _init_leaky(*modules: nn.Module) -> None:
             if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(layer.weight, a=LEAK, nonlinearity="leaky_relu")
                 nn.init.zeros_(layer.bias)
-    # Flow predictors start near zero flow rather than at the tens of pixels He scaling gives them.
-    for module in modules:
-        for predictor in getattr(module, "predict", {}).values():
-            nn.init.normal_(predictor.weight, std=1e-3)
 
 
 def load_segflow(path: str | Path) -> SegFlowNet:
