@@ -1,9 +1,11 @@
 """`fusionseg segment` end to end on one video: frames per second (flow included) and peak memory.
 
 The command runs in a fresh subprocess, as a user would run it; it reports its own peak resident
-memory (VmHWM: getrusage's ru_maxrss would carry the parent's peak over through fork). Time is the
-subprocess's wall clock from start to exit (imports, bundle check, frames, flow, both streams, fusion,
-masks, overlay video, report); the per-step seconds come from the sequence's segment.json.
+memory (VmHWM: getrusage's ru_maxrss would carry the parent's peak over through fork) and the CPU
+time it used (user + system, all its threads). Time is the subprocess's wall clock from start to exit
+(imports, bundle check, frames, flow, both streams, fusion, masks, overlay video, report); the
+per-step seconds come from the sequence's segment.json. On a machine shared with other jobs the wall
+clock mostly measures the others; CPU seconds per frame say what the command itself costs.
 
 Without --bundle it measures a stand-in: a bundle of untrained models of the architecture and input
 convention that configs/davis-cpu.yaml trains (EfficientNet-Lite0 streams, TV-L1 flow with default
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,7 @@ RESULTS = REPO / "benchmarks" / "results"
 VIDEO = REPO.parent / "shared" / "data" / "videos" / "bikes.mp4"
 STAND_IN_CONFIG = REPO / "configs" / "davis-cpu.yaml"
 STEPS = ("frames", "flow", "appearance", "motion", "fusion")
+SHEET = RESULTS / "segment.overlay.jpg"
 
 
 def stand_in_bundle(folder: Path) -> Path:
@@ -67,9 +71,9 @@ def run_segment(video: Path, bundle: Path, out: Path, threads: int, max_side: in
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"fusionseg segment failed:\n{result.stderr[-3000:]}")
-    peak = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    usage = json.loads(result.stdout.strip().splitlines()[-1])
     record = json.loads((out / video.stem / "segment.json").read_text())
-    return {"seconds": seconds, "peak_rss_mb": peak, "record": record}
+    return {"seconds": seconds, **usage, "record": record}
 
 
 def worker(video: str, bundle: str, out: str, threads: str, max_side: str | None = None) -> None:
@@ -80,7 +84,8 @@ def worker(video: str, bundle: str, out: str, threads: str, max_side: str | None
     status = main(argv + (["--max-side", max_side] if max_side else []))
     if status:
         sys.exit(status)
-    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "cpu_s": usage.ru_utime + usage.ru_stime}))
 
 
 def peak_rss_mb() -> float:
@@ -103,6 +108,8 @@ def result_row(video: Path, bundle_label: str, threads: int, run: dict, load_bef
         "threads": threads,
         "wall_s": round(run["seconds"], 1),
         "fps": round(record["frames"] / run["seconds"], 3),
+        "cpu_s": round(run["cpu_s"], 1),
+        "cpu_s_per_frame": round(run["cpu_s"] / record["frames"], 3),
         "peak_rss_mb": round(run["peak_rss_mb"], 1),
         "load_before": load_before,
         "load_after": load_after,
@@ -111,38 +118,50 @@ def result_row(video: Path, bundle_label: str, threads: int, run: dict, load_bef
     return row
 
 
-def write_results(row: dict, command: str) -> None:
+def append_run(row: dict) -> pd.DataFrame:
+    """segment.csv with this run added; returns every run."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame([row])
     csv = RESULTS / "segment.csv"
-    history = pd.concat([pd.read_csv(csv), table]) if csv.is_file() else table
-    history.to_csv(csv, index=False)
-    steps = {step: row[f"{step}_s"] for step in STEPS}
-    rest = row["wall_s"] - sum(steps.values())
+    runs = pd.concat([pd.read_csv(csv), pd.DataFrame([row])]) if csv.is_file() else pd.DataFrame([row])
+    runs.to_csv(csv, index=False)
+    return runs
+
+
+def write_markdown(runs: pd.DataFrame) -> None:
+    """segment.md: every run's figures and its seconds per step."""
+    runs = runs.assign(rest_s=runs["wall_s"] - runs[[f"{step}_s" for step in STEPS]].sum(axis=1))
+    runs = runs.assign(best_fps=runs["frames"] * runs["threads"] / runs["cpu_s"])
+    main_columns = ["command", "bundle", "video", "frames", "source_size", "working_size", "threads", "wall_s", "fps",
+                    "cpu_s_per_frame", "best_fps", "peak_rss_mb", "load_before", "load_after"]  # fmt: skip
     lines = [
         "# `fusionseg segment` end to end",
         "",
-        f"`{command}`; CPU, {row['threads']} thread(s), OMP_WAIT_POLICY passive (the command sets it). "
-        f"Load average (1, 5, 15 min) before the run: {row['load_before']}; after: {row['load_after']} "
-        "(the machine is shared: other jobs slow these figures down).",
+        "CPU, OMP_WAIT_POLICY passive (the command sets it). The machine is shared with other jobs: the load "
+        "average (1, 5, 15 min) before and after each run says how much; the wall clock (`wall_s`, `fps`) is "
+        "the measurement, `best_fps` = frames x threads / CPU seconds is what the same CPU work would give "
+        "with the cores to itself (an estimate). Peak memory is the command's VmHWM.",
         "",
-        f"Bundle: {row['bundle']} (sha256 {row['bundle_sha256']}...).",
+        runs[main_columns].to_markdown(index=False, floatfmt=".3g"),
         "",
-        "| video | frames | source | working size | wall s | frames/s | peak memory MB |",
-        "|---|---|---|---|---|---|---|",
-        f"| {row['video']} | {row['frames']} | {row['source_size']} | {row['working_size']} | {row['wall_s']} | "
-        f"{row['fps']} | {row['peak_rss_mb']} |",
+        "Seconds per step (segment.json); `rest` is start-up (imports, bundle check) and writing the masks, "
+        "the overlay video and the report:",
         "",
-        "Seconds per step (segment.json); the rest is start-up (imports, bundle check) and writing the "
-        "masks, the overlay video and the report:",
+        runs[["bundle", *[f"{step}_s" for step in STEPS], "rest_s"]].to_markdown(index=False, floatfmt=".1f"),
         "",
-        "| " + " | ".join([*STEPS, "rest"]) + " |",
-        "|" + "---|" * (len(STEPS) + 1),
-        "| " + " | ".join(f"{s:.1f}" for s in [*steps.values(), rest]) + " |",
-        "",
-        "Every run so far: `benchmarks/results/segment.csv`.",
+        f"Overlay frames of the last run: `{SHEET.name}` (frames 0, 1/3, 2/3 and last of overlay.mp4).",
     ]
     (RESULTS / "segment.md").write_text("\n".join(lines) + "\n")
+
+
+def write_sheet(overlay: Path) -> None:
+    """Four frames of the overlay video, stacked, as a JPEG beside the results."""
+    import cv2
+    import numpy as np
+
+    from fusionseg.report.figures import video_frames
+
+    frames = [rgb for _, rgb in video_frames(overlay, 4)]
+    cv2.imwrite(str(SHEET), cv2.cvtColor(np.concatenate(frames), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
 
 
 def main() -> None:
@@ -155,20 +174,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-side", type=int, help="working size (default: the bundle's)")
     parser.add_argument("--keep", type=Path, help="keep the outputs in this folder (default: a temporary one)")
+    parser.add_argument("--label", help="what the bundle is, for the results (default: its path)")
     args = parser.parse_args()
     if not args.video.is_file():
         sys.exit(f"{args.video}: video not found (pass --video)")
     video, given, keep = (p.resolve() if p else None for p in (args.video, args.bundle, args.keep))
     with tempfile.TemporaryDirectory(prefix="segment-bench-") as scratch:
         bundle = given or stand_in_bundle(Path(scratch))
-        label = str(args.bundle) if given else "untrained stand-in of the davis-cpu architecture (EfficientNet-Lite0, TV-L1, max_side 427)"
+        label = args.label or str(args.bundle) if given else "untrained stand-in of the davis-cpu architecture (EfficientNet-Lite0, TV-L1, max_side 427)"
         out = keep or Path(scratch) / "out"
         load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         run = run_segment(video, bundle, out, args.threads, args.max_side)
         load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    command = "python " + " ".join(["benchmarks/segment.py", *sys.argv[1:]])
-    row = result_row(args.video, label, args.threads, run, load_before, load_after)
-    write_results(row, command)
+        write_sheet(out / video.stem / "overlay.mp4")
+    row = {"command": " ".join(["python benchmarks/segment.py", *sys.argv[1:]]),
+           **result_row(args.video, label, args.threads, run, load_before, load_after)}  # fmt: skip
+    write_markdown(append_run(row))
     print(pd.DataFrame([row]).T.to_string(header=False))
 
 
