@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import pytest
 import torch
@@ -19,7 +21,10 @@ from fusionseg.models import (
     save_checkpoint,
     shipped_efficientnet_weights,
 )
-from fusionseg.models.efficientnet import EfficientNetLite0
+from fusionseg.models import efficientnet
+from fusionseg.models.backbones import freeze_batchnorm, freeze_stages
+from fusionseg.models.efficientnet import EfficientNetLite0, _spatial_conv
+from fusionseg.models.layers import PhaseLayout, conv_bn, convolve
 from fusionseg.models.resnet import ResNet
 
 
@@ -222,3 +227,135 @@ def test_pyramid_levels_have_the_documented_strides_and_channels(name, weights):
         assert torch.equal(levels[-1], backbone.features(x))
     assert [level.shape[1] for level in levels] == list(backbone.pyramid_channels)
     assert [level.shape[-1] for level in levels] == [48, 24, 12, 6, 3]
+
+
+def _plain_stream_path(monkeypatch) -> None:
+    """The stream model as it computed before the speed work: contiguous (NCHW) tensors, BatchNorm
+    applied after each convolution, dilated convolutions on the map itself, four classifier convolutions."""
+    monkeypatch.setattr(StreamModel, "memory_format", torch.contiguous_format)
+    monkeypatch.setattr(efficientnet, "conv_bn", lambda conv, bn, x, on_phases=False: bn(conv(x)))
+    monkeypatch.setattr(efficientnet, "_run_blocks", lambda blocks, x, dilation: functools.reduce(lambda y, b: b(y), blocks, x))
+    monkeypatch.setattr(StreamModel, "classify", lambda self, f: sum(conv(f) for conv in self.classifiers))
+
+
+# 37x45 gives 5x6 features, padded to phases of 2 and 4; 64x64 gives 8x8, not padded, where even
+# training BatchNorm (weights none) runs on the phases. Training BatchNorm over 2 small images makes
+# the early layers' gradients ill-conditioned (float32 alone moves them by 1%), so those cases
+# compare in float64, where any difference is the computation's.
+@pytest.mark.parametrize("weights, size, dtype", [
+    ("imagenet", (37, 45), torch.float32),
+    ("none", (64, 64), torch.float64),
+    ("none", (37, 45), torch.float64),
+])
+def test_fast_stream_path_matches_the_plain_one(weights, size, dtype, monkeypatch):
+    torch.manual_seed(0)
+    fast = StreamModel("efficientnet_lite0", weights).train()
+    for conv in fast.classifiers:  # larger than the initial weights, so that their gradients matter
+        nn.init.normal_(conv.weight, std=0.01)
+    assert fast.backbone._conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    fast.to(dtype)
+    images = (torch.rand(2, 3, *size) * 255).to(dtype)
+    target = torch.randint(0, 2, (2, *size))
+    fast_out = fast(images)
+    torch.nn.functional.cross_entropy(fast_out, target).backward()
+    with monkeypatch.context() as patch:
+        _plain_stream_path(patch)
+        plain = StreamModel("efficientnet_lite0", "none").train()
+        plain.load_state_dict(fast.state_dict())
+        plain.to(dtype).train()
+        if weights == "imagenet":
+            freeze_batchnorm(plain.backbone)
+        plain_out = plain(images)
+        torch.nn.functional.cross_entropy(plain_out, target).backward()
+    assert plain.backbone._conv_stem.weight.is_contiguous()
+    tolerance = 1e-4 if dtype == torch.float32 else 1e-9
+    torch.testing.assert_close(fast_out, plain_out, rtol=tolerance, atol=tolerance)
+    fast_grads = {name: p.grad for name, p in fast.named_parameters() if p.grad is not None}
+    plain_grads = {name: p.grad for name, p in plain.named_parameters() if p.grad is not None}
+    assert fast_grads.keys() == plain_grads.keys() and len(fast_grads) > 50
+    # Some gradients are rounding noise around zero (a bias before a training BatchNorm): compare them
+    # all on the scale of the largest.
+    scale = max(float(g.abs().max()) for g in plain_grads.values())
+    for name, grad in fast_grads.items():
+        torch.testing.assert_close(grad, plain_grads[name], rtol=10 * tolerance, atol=tolerance * scale, msg=name)
+
+
+@pytest.mark.parametrize("kernel, stride, dilation, groups, channels_last", [
+    (3, 2, 1, 1, False),  # the stem: TensorFlow "SAME" padding
+    (5, 1, 4, 8, True),  # dilated depthwise
+    (3, 1, 2, 8, False),
+    (1, 1, 1, 1, True),
+])
+def test_folded_batchnorm_matches_convolution_then_batchnorm(kernel, stride, dilation, groups, channels_last):
+    torch.manual_seed(0)
+    conv = _spatial_conv(8, 8, kernel, stride, dilation, groups)
+    bn = nn.BatchNorm2d(8, eps=1e-3)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    bn.eval()
+    x = torch.randn(2, 8, 13, 22)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    params = (x, conv.weight, bn.weight, bn.bias)
+    folded = conv_bn(conv, bn, x)
+    grads = torch.autograd.grad(folded.square().sum(), params)
+    plain = bn(conv(x))
+    expected = torch.autograd.grad(plain.square().sum(), params)
+    torch.testing.assert_close(folded, plain, rtol=1e-4, atol=1e-5)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("size", [(13, 22), (8, 8), (3, 5), (1, 1)])
+def test_dilated_convolution_on_phases_matches_the_dilated_one(size):
+    """A bias added on the phases (as a pointwise layer does) must not leak into the padding that
+    rounds the map up to a multiple of the dilation: zero_padding clears it."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 6, 5, padding=8, dilation=4, groups=6, bias=True)
+    x = torch.randn(2, 6, *size).contiguous(memory_format=torch.channels_last).requires_grad_()
+    shift = torch.randn(1, 6, 1, 1)
+    layout = PhaseLayout(x, 4)
+    phases = layout.zero_padding(layout.split(x) + shift)
+    out = layout.merge(convolve(conv, phases, conv.weight, conv.bias, on_phases=True))
+    plain = conv(x + shift)
+    assert out.shape == plain.shape
+    torch.testing.assert_close(out, plain, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), (x, conv.weight))
+    expected = torch.autograd.grad(plain.square().sum(), (x, conv.weight))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet50"])
+def test_stages_cover_every_backbone_parameter_once(name):
+    backbone = build_backbone(name, "none")
+    listed = [id(p) for stage in backbone.stages() for module in stage for p in module.parameters()]
+    assert len(listed) == len(set(listed)) == len(list(backbone.parameters()))
+    assert len(backbone.stages()) == (9 if name == "efficientnet_lite0" else 5)
+
+
+def test_frozen_stages_get_no_gradient_and_keep_batchnorm_statistics():
+    model = StreamModel("efficientnet_lite0", "none")
+    freeze_stages(model.backbone, 3)
+    model.train()
+    frozen = [m for stage in model.backbone.stages()[:3] for m in stage]
+    free = [m for stage in model.backbone.stages()[3:] for m in stage]
+    before = model.backbone._bn0.running_mean.clone()
+    model(torch.rand(2, 3, 32, 32) * 255).sum().backward()
+    assert all(p.grad is None and not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.grad is not None for m in free for p in m.parameters())
+    assert torch.equal(model.backbone._bn0.running_mean, before) and not model.backbone._bn0.training
+    assert model.backbone._blocks[3]._bn1.training
+
+
+def test_cpu_autocast_keeps_depthwise_convolutions_in_float32():
+    block = EfficientNetLite0(dilated=True)._blocks[12].eval()
+    x = torch.rand(1, 192, 9, 9)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expanded = conv_bn(block._expand_conv, block._bn0, x)
+        depthwise = conv_bn(block._depthwise_conv, block._bn1, expanded)
+    assert expanded.dtype == torch.bfloat16 and depthwise.dtype == torch.float32

@@ -5,7 +5,7 @@ batch statistics). A backbone trained from scratch (`weights: none`) keeps Batch
 running statistics are still the initial identity, and freezing that kept a from-scratch model at the
 class prior (measured: loss 0.45 after 30 steps on two frames, against 0.05 with BatchNorm trained).
 Every backbone has `mean`/`std` for the 0..255 RGB input its weights were trained with,
-`out_channels`, and `features(x)`.
+`out_channels`, `features(x)`, `pyramid(x)` and `stages()` (its modules grouped by stage, input first).
 """
 
 from __future__ import annotations
@@ -65,6 +65,18 @@ def freeze_batchnorm(module: nn.Module) -> None:
             child.eval()
             for param in child.parameters():
                 param.requires_grad_(False)
+
+
+def freeze_stages(backbone: nn.Module, count: int) -> None:
+    """No gradient for the parameters of the backbone's first `count` stages (`backbone.stages()`,
+    stem first): their weights stay as loaded and backward stops before them. Their BatchNorm keeps
+    its running statistics (StreamModel.train() leaves BatchNorm without trainable parameters in eval)."""
+    stages = backbone.stages()
+    if count > len(stages):
+        raise ConfigError(f"freeze_stages: {count}, but {type(backbone).__name__} has {len(stages)} stages (stem first)")
+    for stage in stages[:count]:
+        for module in stage:
+            module.requires_grad_(False)
 
 
 def shipped_efficientnet_weights() -> Path:

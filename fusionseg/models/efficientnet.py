@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusionseg.models.layers import PhaseLayout, conv_bn
+
 # kernel, stride, expansion, input channels, output channels, repeats: the EfficientNet-B0 stages.
 STAGES = (
     (3, 1, 1, 32, 16, 1),
@@ -47,14 +49,17 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 class SamePadConv2d(nn.Conv2d):
     """A strided convolution with TensorFlow "SAME" padding (output = ceil(input / stride))."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
         for size, kernel, stride, dilation in zip(
             reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), reversed(self.dilation)
         ):
             total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
             pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
+        return F.pad(x, pads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.pad_input(x))
 
 
 def _spatial_conv(cin: int, cout: int, kernel: int, stride: int, dilation: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -79,14 +84,17 @@ class MBConv(nn.Module):
         self._project_conv = nn.Conv2d(hidden, cout, 1, bias=False)
         self._bn2 = _bn(cout)
         self.use_skip = stride == 1 and cin == cout
-        self.act = nn.ReLU6(inplace=True)
+        self.act = nn.ReLU6()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, phases: PhaseLayout | None = None) -> torch.Tensor:
+        """`phases`: x is held in that layout, whose spacing is this block's dilation."""
         out = x
         if self.has_expansion:
-            out = self.act(self._bn0(self._expand_conv(out)))
-        out = self.act(self._bn1(self._depthwise_conv(out)))
-        out = self._bn2(self._project_conv(out))
+            out = self.act(conv_bn(self._expand_conv, self._bn0, out))
+        if phases is not None:
+            out = phases.zero_padding(out)
+        out = self.act(conv_bn(self._depthwise_conv, self._bn1, out, on_phases=phases is not None))
+        out = conv_bn(self._project_conv, self._bn2, out)
         return out + x if self.use_skip else out
 
 
@@ -105,32 +113,70 @@ class EfficientNetLite0(nn.Module):
         self._blocks = nn.ModuleList(_build_blocks(dilated))
         self._conv_head = nn.Conv2d(STAGES[-1][4], HEAD_CHANNELS, 1, bias=False)
         self._bn1 = _bn(HEAD_CHANNELS)
-        self.act = nn.ReLU6(inplace=True)
+        self.act = nn.ReLU6()
         self._fc = nn.Linear(HEAD_CHANNELS, num_classes) if num_classes else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
-            x = block(x)
-        return self.act(self._bn1(self._conv_head(x)))
+        x = self.act(conv_bn(self._conv_stem, self._bn0, x))
+        for dilation, blocks in _runs_by_dilation(self._blocks):
+            x = _run_blocks(blocks, x, dilation)
+        return self.act(conv_bn(self._conv_head, self._bn1, x))
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Features at the end of each resolution level, finest first: strides 2, 4, 8, 16 and 32
         without dilation (channels `PYRAMID_CHANNELS`; the last is the 1280-channel head), for
         decoders that need skip connections."""
-        x = self.act(self._bn0(self._conv_stem(x)))
+        x = self.act(conv_bn(self._conv_stem, self._bn0, x))
         levels = []
         for index, block in enumerate(self._blocks):
             x = block(x)
             if index in _LEVEL_ENDS:
                 levels.append(x)
-        levels.append(self.act(self._bn1(self._conv_head(x))))
+        levels.append(self.act(conv_bn(self._conv_head, self._bn1, x)))
         return levels
+
+    def stages(self) -> list[list[nn.Module]]:
+        """The modules of each stage, input first: the stem, the 7 MBConv stages, the 1280-channel head."""
+        groups: list[list[nn.Module]] = [[self._conv_stem, self._bn0]]
+        first = 0
+        for *_, repeats in STAGES:
+            groups.append(list(self._blocks[first : first + repeats]))
+            first += repeats
+        groups.append([self._conv_head, self._bn1])
+        return groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fc is None:
             raise RuntimeError("EfficientNetLite0 was built without a classifier (num_classes=None)")
         return self._fc(self.features(x).mean(dim=(2, 3)))
+
+
+def _runs_by_dilation(blocks: nn.ModuleList) -> list[tuple[int, list[MBConv]]]:
+    """Consecutive blocks grouped by the dilation of their depthwise convolution."""
+    runs: list[tuple[int, list[MBConv]]] = []
+    for block in blocks:
+        dilation = block._depthwise_conv.dilation[0]
+        if runs and runs[-1][0] == dilation:
+            runs[-1][1].append(block)
+        else:
+            runs.append((dilation, [block]))
+    return runs
+
+
+def _run_blocks(blocks: list[MBConv], x: torch.Tensor, dilation: int) -> torch.Tensor:
+    """The blocks one after the other; on the CPU, dilated ones on the map's phases (layers.PhaseLayout),
+    unless BatchNorm takes batch statistics and the map's padding to a multiple of `dilation` would
+    count among them."""
+    layout = PhaseLayout(x, dilation) if dilation > 1 and x.device.type == "cpu" else None
+    batch_statistics = any(m.training for block in blocks for m in block.modules() if isinstance(m, nn.BatchNorm2d))
+    if layout is None or (layout.padded and batch_statistics):
+        for block in blocks:
+            x = block(x)
+        return x
+    phases = layout.split(x)
+    for block in blocks:
+        phases = block(phases, layout)
+    return layout.merge(phases)
 
 
 def _build_blocks(dilated: bool) -> list[MBConv]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fusionseg.models.layers import conv_bn
+
 DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
@@ -35,10 +37,10 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else conv_bn(self.downsample[0], self.downsample[1], x)
+        out = self.relu(conv_bn(self.conv1, self.bn1, x))
+        out = self.relu(conv_bn(self.conv2, self.bn2, out))
+        out = conv_bn(self.conv3, self.bn3, out)
         return self.relu(out + identity)
 
 
@@ -86,18 +88,22 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_bn(self.conv1, self.bn1, x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Features at strides 2, 4, 8, 16 and 32 without dilation (stem, layer1..layer4), finest first."""
-        stem = self.relu(self.bn1(self.conv1(x)))
+        stem = self.relu(conv_bn(self.conv1, self.bn1, x))
         levels = [stem]
         x = self.maxpool(stem)
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = layer(x)
             levels.append(x)
         return levels
+
+    def stages(self) -> list[list[nn.Module]]:
+        """The modules of each stage, input first: the stem (conv1, bn1), layer1 .. layer4."""
+        return [[self.conv1, self.bn1], [self.layer1], [self.layer2], [self.layer3], [self.layer4]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fc is None:
