@@ -13,9 +13,18 @@ from fusionseg.cli import main
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.infer.probs import write_probs
 from fusionseg.io import write_image, write_mask
-from fusionseg.models import load_model, read_checkpoint
+from fusionseg.models import StreamModel, load_model, read_checkpoint
 from fusionseg.train import loop
-from fusionseg.train.data import IGNORE, AnnotatedFrames, ConcatSources, ShardSamples, augment, sample_batch
+from fusionseg.train.data import (
+    IGNORE,
+    AnnotatedFrames,
+    ConcatSources,
+    PrefetchedBatches,
+    ShardSamples,
+    StreamBatches,
+    augment,
+    sample_batch,
+)
 from fusionseg.config import section_params
 from fusionseg.train.streams import FusionData, train_fusion, train_stream
 
@@ -71,6 +80,8 @@ def _params(section: str = "appearance", **overrides) -> dict:
 def test_params_fill_defaults_and_name_unknown_keys():
     params = section_params("motion", '{"iterations": 7}')
     assert params["iterations"] == 7 and params["momentum"] == 0.9 and params["weight_decay"] == 0.0005
+    # the options that change what is learned are off unless asked for
+    assert params["freeze_stages"] == 0 and params["amp_cpu"] is False and params["loader_workers"] == 1
     assert params["backbone"] == "efficientnet_lite0" and params["lr_power"] == 0.9
     with pytest.raises(ConfigError, match="crop_sise"):
         section_params("appearance", '{"crop_sise": 64}')
@@ -130,8 +141,9 @@ def test_shard_source_reads_the_bootstrap_shards(tmp_path):
     assert images.shape == (2, 3, 16, 16) and targets.shape == (2, 16, 16)
 
 
-def test_tiny_model_overfits_a_few_frames(tmp_path):
-    params = _params(iterations=40, lr=0.01, crop_size=24, scale_range=[1.0, 1.0], hflip=False, checkpoint_every=100)
+@pytest.mark.parametrize("amp_cpu", [False, True])
+def test_tiny_model_overfits_a_few_frames(tmp_path, amp_cpu):
+    params = _params(iterations=40, lr=0.01, crop_size=24, scale_range=[1.0, 1.0], hflip=False, checkpoint_every=100, amp_cpu=amp_cpu)
     rng = np.random.default_rng(0)
     source = [_scene(rng, (24, 24)) for _ in range(2)]
     train_stream("appearance", source, params, tmp_path / "a.pt")
@@ -140,8 +152,9 @@ def test_tiny_model_overfits_a_few_frames(tmp_path):
     assert losses[-5:].mean() < 0.3 * losses[:3].mean(), losses
 
 
-def test_resume_gives_exactly_the_uninterrupted_weights(tmp_path, monkeypatch):
-    params = _params(iterations=5, checkpoint_every=2)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resume_gives_exactly_the_uninterrupted_weights(tmp_path, monkeypatch, workers):
+    params = _params(iterations=5, checkpoint_every=2, loader_workers=workers)
     source = FixedSource(3)
     train_stream("appearance", source, params, tmp_path / "whole.pt")
 
@@ -168,6 +181,48 @@ def test_resume_gives_exactly_the_uninterrupted_weights(tmp_path, monkeypatch):
     log = pd.read_csv(tmp_path / "split.pt.log.csv")
     assert log["iteration"].tolist() == [1, 2, 3, 4, 5]
     assert log["loss"].tolist() == pd.read_csv(tmp_path / "whole.pt.log.csv")["loss"].tolist()
+
+
+def test_prefetched_batches_are_the_batches_of_their_iterations():
+    source, params = FixedSource(3), _params(scale_range=[0.5, 1.5])
+    direct = StreamBatches(source, params)
+    with PrefetchedBatches(direct, 8, workers=1) as prefetched:
+        # in order, then a jump (a resumed run) and a step back: each time the batch of that iteration
+        for iteration in (0, 1, 2, 6, 7, 3):
+            (images,), targets = prefetched(iteration)
+            (expected,), expected_targets = direct(iteration)
+            assert torch.equal(images, expected) and torch.equal(targets, expected_targets), iteration
+
+
+class BrokenSource(FixedSource):
+    def __getitem__(self, index: int):
+        raise InputError(f"frame {index}: unreadable")
+
+
+def test_a_worker_error_reaches_the_training_as_the_same_one_line_error():
+    broken = StreamBatches(BrokenSource(2), _params())
+    with PrefetchedBatches(broken, 4, workers=1) as prefetched, pytest.raises(InputError, match=r"^frame \d: unreadable$"):
+        prefetched(0)
+
+
+def test_freeze_stages_keeps_the_first_stages_as_initialised(tmp_path):
+    params = _params(iterations=3, freeze_stages=3, checkpoint_every=100)
+    torch.manual_seed(params["seed"])
+    initial = StreamModel(params["backbone"], params["weights"]).state_dict()
+    train_stream("appearance", FixedSource(2), params, tmp_path / "f.pt")
+    trained = read_checkpoint(tmp_path / "f.pt")["model"]
+    frozen_prefixes = ("backbone._conv_stem", "backbone._bn0", "backbone._blocks.0.", "backbone._blocks.1.", "backbone._blocks.2.")
+    stem_and_first_stages = [k for k in initial if k.startswith(frozen_prefixes)]
+    assert stem_and_first_stages and all(torch.equal(initial[k], trained[k]) for k in stem_and_first_stages)
+    # from-scratch BatchNorm of a frozen stage does not update its statistics either (the check above
+    # covers running_mean/var); the next stage and the classifiers do learn
+    assert not torch.equal(initial["backbone._blocks.3._project_conv.weight"], trained["backbone._blocks.3._project_conv.weight"])
+    assert not torch.equal(initial["classifiers.0.weight"], trained["classifiers.0.weight"])
+
+
+def test_freeze_stages_beyond_the_backbone_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="freeze_stages: 10.*9 stages"):
+        train_stream("appearance", FixedSource(2), _params(freeze_stages=10), tmp_path / "f.pt")
 
 
 def read_checkpoint_resume(path):

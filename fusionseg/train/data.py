@@ -3,12 +3,14 @@
 A sample source is indexable and returns (image uint8 (H, W, 3), mask uint8 (H, W) in {0, 1}).
 Batches are drawn with a generator seeded from (seed, iteration) only, so the data an iteration sees
 does not depend on how the run got there: a resumed run sees exactly what an uninterrupted one saw.
+That also lets DataLoader workers prepare the next iterations' batches ahead (`PrefetchedBatches`)
+without changing any of them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, Sequence as SequenceType
+from typing import Callable, Protocol, Sequence as SequenceType
 
 import cv2
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from fusionseg.datasets.layout import Sequence, frame_name
-from fusionseg.errors import InputError
+from fusionseg.errors import FusionSegError, InputError
 from fusionseg.io import read_image
 
 IGNORE = 255
@@ -59,6 +61,9 @@ class ShardSamples:
         self.dataset = ShardDataset(manifest)
         if len(self.dataset) == 0:
             raise InputError(f"{manifest}: the manifest lists no samples")
+        # Checked here once, so that loader workers (which get a copy of this record) do not hash
+        # every shard again; training reads all of them anyway.
+        self.dataset.verify_all()
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -98,6 +103,95 @@ def sample_batch(source: SampleSource, params: dict, iteration: int) -> tuple[to
     images = torch.from_numpy(np.stack([c[0] for c in crops])).permute(0, 3, 1, 2).float()
     targets = torch.from_numpy(np.stack([c[1] for c in crops])).long()
     return images, targets
+
+
+class StreamBatches:
+    """`batch(iteration)` -> ((images,), targets) of a stream's training: picklable, for DataLoader workers."""
+
+    def __init__(self, source: SampleSource, params: dict):
+        self.source = source
+        self.params = params
+
+    def __call__(self, iteration: int) -> tuple[tuple[torch.Tensor], torch.Tensor]:
+        images, targets = sample_batch(self.source, self.params, iteration)
+        return (images,), targets
+
+
+Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]
+
+
+class PrefetchedBatches:
+    """`next_batch(iteration)` for `Trainer.fit`, computed ahead by DataLoader worker processes.
+
+    `batch_fn(iteration)` must depend on nothing but the iteration (as `StreamBatches` does) and be
+    picklable (workers are forked, or spawned where fork is unavailable). Workers compute iterations
+    in order from the first one asked for, `workers * 2` ahead of the training; asking for another
+    iteration than the next starts over from there. With `workers=0` each batch is computed on demand
+    in this process. Use it as a context manager, so that the workers stop with the training.
+    """
+
+    def __init__(self, batch_fn: Callable[[int], Batch], iterations: int, workers: int, pin_memory: bool = False):
+        self.batch_fn = batch_fn
+        self.iterations = iterations
+        self.workers = workers
+        self.pin_memory = pin_memory
+        self._batches = None
+        self._next = None
+
+    def __call__(self, iteration: int) -> Batch:
+        if self.workers == 0:
+            return self.batch_fn(iteration)
+        if iteration != self._next:
+            self._batches = iter(self._loader(iteration))
+        batch = next(self._batches)
+        self._next = iteration + 1
+        if isinstance(batch, _Failure):
+            raise batch.error
+        return batch
+
+    def __enter__(self) -> "PrefetchedBatches":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers (dropping the loader's iterator shuts them down)."""
+        self._batches = None
+        self._next = None
+
+    def _loader(self, start: int) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            _IterationBatches(self.batch_fn),
+            batch_size=None,
+            sampler=range(start, self.iterations),
+            num_workers=self.workers,
+            collate_fn=_unchanged,
+            pin_memory=self.pin_memory,
+        )
+
+
+class _Failure:
+    """A user-facing error raised in a worker, carried to the training process to be raised there as is
+    (the DataLoader would re-raise it wrapped in the worker's traceback)."""
+
+    def __init__(self, error: FusionSegError):
+        self.error = error
+
+
+class _IterationBatches(torch.utils.data.Dataset):
+    def __init__(self, batch_fn: Callable[[int], Batch]):
+        self.batch_fn = batch_fn
+
+    def __getitem__(self, iteration: int) -> Batch | _Failure:
+        try:
+            return self.batch_fn(iteration)
+        except FusionSegError as exc:
+            return _Failure(exc)
+
+
+def _unchanged(batch):
+    return batch
 
 
 def augment(image: np.ndarray, mask: np.ndarray, params: dict, generator: torch.Generator) -> Pair:

@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from fusionseg.datasets.layout import Sequence
 from fusionseg.errors import InputError
+from fusionseg.models.backbones import freeze_stages
 from fusionseg.models.fusion import FusionModel, log_probabilities
 from fusionseg.models.stream import StreamModel
-from fusionseg.train.data import IGNORE, SampleSource, iteration_generator, sample_batch
+from fusionseg.train.data import IGNORE, PrefetchedBatches, SampleSource, StreamBatches, iteration_generator
 from fusionseg.train.loop import Trainer, resolve_device
 
 
@@ -24,16 +25,17 @@ def pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
 def train_stream(
     stream: str, source: SampleSource, params: dict, out: str | Path, data_identity: dict[str, str] | None = None
 ) -> None:
-    """Train one stream (appearance: RGB frames; motion: flow images) and write its checkpoint."""
+    """Train one stream (appearance: RGB frames; motion: flow images) and write its checkpoint.
+
+    `source` must be picklable when `params['loader_workers']` > 0 (workers prepare the batches)."""
     torch.manual_seed(params["seed"])
     model = StreamModel(params["backbone"], params["weights"], stream=stream)
-    trainer = Trainer(model, params, out, resolve_device(params["device"]), data_identity=data_identity)
-    trainer.fit(lambda iteration: _as_inputs(sample_batch(source, params, iteration)), pixel_cross_entropy)
-
-
-def _as_inputs(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[tuple[torch.Tensor], torch.Tensor]:
-    images, targets = batch
-    return (images,), targets
+    freeze_stages(model.backbone, params["freeze_stages"])
+    device = resolve_device(params["device"])
+    trainer = Trainer(model, params, out, device, data_identity=data_identity)
+    batch_fn = StreamBatches(source, params)
+    with PrefetchedBatches(batch_fn, params["iterations"], params["loader_workers"], pin_memory=device.type == "cuda") as batches:
+        trainer.fit(batches, pixel_cross_entropy)
 
 
 class FusionData:
