@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence as SequenceType
 
@@ -34,13 +35,22 @@ def infer_stream(
 def _stream_batches(
     model: nn.Module, images: SequenceType[Path], size: tuple[int, int], batch_size: int, device: torch.device
 ) -> Iterator[np.ndarray]:
-    for start in tqdm(range(0, len(images), batch_size), desc=f"infer {Path(images[0]).parent.name}"):
-        paths = images[start : start + batch_size]
-        batch = np.stack([_read_sized(p, size) for p in paths])
-        tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(device)
-        with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits = model(tensor)
-        yield foreground_probability(logits).cpu().numpy()
+    starts = range(0, len(images), batch_size)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        # The next batch is decoded (OpenCV releases the GIL) while the network runs on this one.
+        pending = reader.submit(_read_batch, images[:batch_size], size)
+        for start in tqdm(starts, desc=f"infer {Path(images[0]).parent.name}"):
+            batch = pending.result()
+            if start + batch_size < len(images):
+                pending = reader.submit(_read_batch, images[start + batch_size : start + 2 * batch_size], size)
+            tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float().to(device)
+            with torch.inference_mode(), torch.autocast(device.type, enabled=device.type == "cuda"):
+                logits = model(tensor)
+            yield foreground_probability(logits).cpu().numpy()
+
+
+def _read_batch(paths: SequenceType[Path], size: tuple[int, int]) -> np.ndarray:
+    return np.stack([_read_sized(p, size) for p in paths])
 
 
 def _read_sized(path: Path, size: tuple[int, int]) -> np.ndarray:
