@@ -67,7 +67,7 @@ def run_segment(video: Path, bundle: Path, out: Path, threads: int, max_side: in
     if max_side:
         command.append(str(max_side))
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"fusionseg segment failed:\n{result.stderr[-3000:]}")
@@ -136,15 +136,19 @@ def write_markdown(runs: pd.DataFrame) -> None:
     lines = [
         "# `fusionseg segment` end to end",
         "",
-        "CPU, OMP_WAIT_POLICY passive (the command sets it). The machine is shared with other jobs: the load "
-        "average (1, 5, 15 min) before and after each run says how much; the wall clock (`wall_s`, `fps`) is "
-        "the measurement, `best_fps` = frames x threads / CPU seconds is what the same CPU work would give "
-        "with the cores to itself (an estimate). Peak memory is the command's VmHWM.",
+        (
+            "CPU, OMP_WAIT_POLICY passive (the command sets it). The machine is shared with other jobs: the load "
+            "average (1, 5, 15 min) before and after each run says how much; the wall clock (`wall_s`, `fps`) is "
+            "the measurement, `best_fps` = frames x threads / CPU seconds is what the same CPU work would give "
+            "with the cores to itself (an estimate). Peak memory is the command's VmHWM."
+        ),
         "",
         runs[main_columns].to_markdown(index=False, floatfmt=".3g"),
         "",
-        "Seconds per step (segment.json); `rest` is start-up (imports, bundle check) and writing the masks, "
-        "the overlay video and the report:",
+        (
+            "Seconds per step (segment.json); `rest` is start-up (imports, bundle check) and writing the masks, "
+            "the overlay video and the report:"
+        ),
         "",
         runs[["bundle", *[f"{step}_s" for step in STEPS], "rest_s"]].to_markdown(index=False, floatfmt=".1f"),
         "",

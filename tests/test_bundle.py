@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from snakemake_support import dry_run, job_counts, write_config
 
 from fusionseg.cli import main
 from fusionseg.errors import ConfigError, InputError
@@ -31,7 +32,6 @@ from fusionseg.models.bundle import (
 from fusionseg.models.checkpoint import file_sha256, load_model, save_checkpoint
 from fusionseg.models.fusion import FusionModel
 from fusionseg.models.stream import StreamModel
-from snakemake_support import job_counts, dry_run, write_config
 
 # A run that trained on synthetic clip000 (every training role) and was scored on clip001.
 TRAINING_CONFIG = {
@@ -209,7 +209,7 @@ def test_altered_member_fails_its_checksum(bundle, tmp_path) -> None:
 
 def test_checkpoint_in_the_wrong_place_is_named(bundle, tmp_path) -> None:
     swapped = rewrite_bundle(bundle, tmp_path / "swapped.zip", {"motion.pt": member(bundle, "appearance.pt")})
-    with pytest.raises(InputError, match=r"swapped\.zip: motion\.pt: holds a appearance stream .*motion model's place"):
+    with pytest.raises(InputError, match=r"swapped\.zip: motion\.pt: holds a checkpoint of the appearance stream .*motion model's place"):
         read_bundle(swapped)
 
 
@@ -218,7 +218,7 @@ def test_manifest_architecture_must_match_the_checkpoint(bundle, tmp_path) -> No
         manifest["models"]["appearance"]["arch"]["backbone"] = "resnet50"
 
     mismatched = rewrite_bundle(bundle, tmp_path / "mismatched.zip", edit=claim_resnet)
-    with pytest.raises(InputError, match=r"appearance\.pt: holds a appearance stream \(efficientnet_lite0\), but manifest\.json lists .*resnet50"):
+    with pytest.raises(InputError, match=r"appearance\.pt: holds a checkpoint of the appearance stream \(efficientnet_lite0\), but manifest\.json lists .*resnet50"):
         read_bundle(mismatched)
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from snakemake_support import dry_run, job_counts, run_snakemake, write_config
+from test_bundle import bundle_config, write_training_run
 
 from fusionseg.cli import main
 from fusionseg.datasets.layout import Sequence
@@ -21,8 +23,6 @@ from fusionseg.models.bundle import export_bundle
 from fusionseg.models.checkpoint import file_sha256
 from fusionseg.segment.outputs import SegmentInputs, write_segment_outputs
 from fusionseg.segment.video import read_video, video_fps
-from snakemake_support import dry_run, job_counts, run_snakemake, write_config
-from test_bundle import bundle_config, write_training_run
 
 SOURCE_SIZE = (96, 72)  # the bundle was trained at max_side 64: the networks see 64x48
 
@@ -178,7 +178,7 @@ def trained_segment_config(**roles) -> dict:
 
 def planned(plan: str) -> list[tuple[str, str]]:
     """(rule, job description) for every job of a dry run."""
-    parts = re.split(r"^(?:local)?rule (\w+):$", plan.split("Job stats:", 1)[1], flags=re.M)
+    parts = re.split(r"^(?:local)?rule (\w+):$", plan.split("Job stats:", 1)[1], flags=re.MULTILINE)
     return list(zip(parts[1::2], parts[2::2]))
 
 

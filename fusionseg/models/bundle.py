@@ -133,12 +133,11 @@ def read_bundle(path: str | Path) -> Bundle:
     path = Path(path)
     with _open_zip(path) as archive:
         manifest = _manifest_of(path, archive)
-        for name in manifest["files"]:
-            _read_member(path, archive, manifest, name)
-        for name in MODEL_NAMES:
-            payload = _load_checkpoint_bytes(path, name, _read_member(path, archive, manifest, f"{name}.pt"))
-            check_checkpoint(payload, name, manifest["models"][name]["arch"], f"{path}: {name}.pt")
-        _check_inputs(path, manifest)
+        members = {name: _read_member(path, archive, manifest, name) for name in manifest["files"]}
+    for name in MODEL_NAMES:
+        payload = _load_checkpoint_bytes(path, name, members[f"{name}.pt"])
+        check_checkpoint(payload, name, manifest["models"][name]["arch"], f"{path}: {name}.pt")
+    _check_inputs(path, manifest)
     return Bundle(path, file_sha256(path), manifest)
 
 
@@ -165,9 +164,11 @@ def check_checkpoint(payload: dict, slot: str, expected_arch: dict | None, where
         raise InputError(f"{where}: not a fusionseg checkpoint (no model weights and arch)")
     wanted_kind = "fusion" if slot == "fusion" else "stream"
     if arch.get("kind") != wanted_kind or (wanted_kind == "stream" and arch.get("stream") != slot):
-        raise InputError(f"{where}: holds {_describe_arch(arch)}, but this is the {slot} model's place")
+        raise InputError(f"{where}: holds a checkpoint of {_describe_arch(arch)}, but this is the {slot} model's place")
     if expected_arch is not None and arch != expected_arch:
-        raise InputError(f"{where}: holds {_describe_arch(arch)}, but manifest.json lists {_describe_arch(expected_arch)}")
+        raise InputError(
+            f"{where}: holds a checkpoint of {_describe_arch(arch)}, but {MANIFEST_NAME} lists {_describe_arch(expected_arch)}"
+        )
     model = _build(arch, where)
     try:
         model.load_state_dict(payload["model"], strict=True)
@@ -290,8 +291,8 @@ def _build(arch: dict, where: str):
 
 def _describe_arch(arch: dict) -> str:
     if arch.get("kind") == "stream":
-        return f"a {arch.get('stream')} stream ({arch.get('backbone')})"
-    return f"a {arch.get('kind')} model"
+        return f"the {arch.get('stream')} stream ({arch.get('backbone')})"
+    return f"the {arch.get('kind')} model"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -494,9 +495,9 @@ def _git_state() -> dict[str, Any]:
     """The commit of the checkout this package runs from, and whether it had uncommitted changes."""
     folder = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=30)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=30, check=False)
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                                capture_output=True, text=True, timeout=30)  # fmt: skip
+                                capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return {"git_commit": None, "git_dirty": None}
     if commit.returncode != 0:

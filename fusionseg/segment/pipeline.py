@@ -12,9 +12,9 @@ import contextlib
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
@@ -24,7 +24,7 @@ from fusionseg.flow.sequence import compute_sequence_flow, encode_flow
 from fusionseg.infer.run import infer_joint, infer_stream
 from fusionseg.io import atomic_file
 from fusionseg.models.bundle import Bundle, extract_models
-from fusionseg.segment.outputs import SegmentInputs, read_record, write_segment_outputs
+from fusionseg.segment.outputs import RECORD, SegmentInputs, write_segment_outputs
 from fusionseg.segment.sources import Source, check_has_two_frames
 from fusionseg.segment.video import DEFAULT_FPS
 
@@ -122,9 +122,7 @@ def write_report(out_root: str | Path) -> Path:
     from fusionseg.report.html import page
 
     out_root = Path(out_root)
-    folders = sorted(p for p in out_root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "segment.json").is_file())
-    for folder in folders:
-        read_record(folder)
+    folders = sorted(p for p in out_root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / RECORD).is_file())
     path = out_root / REPORT
     document = page("FusionSeg: segmented videos", f"{len(folders)} sequence(s) in {out_root}",
                     [("segment", "Segmented videos", segment_section(folders))])  # fmt: skip

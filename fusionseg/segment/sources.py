@@ -5,9 +5,9 @@ frames of a workflow dataset's sequence again, for the segment role's overlay vi
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
