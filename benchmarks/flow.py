@@ -1,14 +1,26 @@
 """Optical flow benchmark: end-point error and time per pair of every backend, side by side.
 
-Ground truth from ../shared/data/flow_gt (Middlebury Dimetrodon, Grove2, RubberWhale; 5 FlyingChairs
-pairs; one KITTI-2015 pair, scored on its valid pixels). Every method runs in the same process at the
-same thread count (torch and OpenCV), so the comparison is fair on a shared machine. Peak memory per
-pair at DAVIS size (854x480) is measured in a fresh subprocess per method (VmHWM; tracemalloc
-does not see torch's allocations). `--gpu` adds batched pairs/s at 854x480 when CUDA is present.
+Ground truth from ../shared/data/flow_gt: Middlebury (Dimetrodon, Grove2, RubberWhale), 5 FlyingChairs
+pairs, one KITTI-2015 pair (its valid pixels) and MPI-Sintel alley_1, cave_2, market_5 in the clean
+and the final pass (valid pixels, and non-occluded ones apart). Every method runs in the same process
+at the same thread count (torch and OpenCV), so the comparison is fair on a shared machine. Also:
+seconds per pair at 427x240 of the TV-L1 before and after its last change (loaded from git), batch
+independence, peak memory per 854x480 pair in a fresh subprocess per method (VmHWM; tracemalloc does
+not see torch's allocations), and with `--gpu` batched pairs/s at 854x480 when CUDA is present.
+`--ablation` adds the TV-L1 ablation on the tuning set (`dev_pairs`) and every scored set, and
+per-level errors.
 
-    python benchmarks/flow.py [--threads 2] [--gpu]
+    python benchmarks/flow.py [--threads 2] [--ablation] [--gpu]
 
-Writes benchmarks/results/flow.csv (one row per method and pair) and flow.md (the summary tables).
+Writes benchmarks/results/flow.csv (every measurement; `kind` says which) and flow.md (the tables).
+
+Other flow methods can be scored the same way (run from the repository root):
+
+    from benchmarks.flow import ground_truth_pairs, score_methods, summarize, pair_table
+    scores = score_methods(ground_truth_pairs(), {"mine": lambda pair: my_flow(*pair.rgb)})
+
+A method maps a FlowPair (RGB images `rgb`, grey `grey`) to flow (H, W, 2), u then v, in pixels;
+`pair_errors(flow, pair)` gives its EPE over valid and over non-occluded pixels.
 """
 
 from __future__ import annotations
@@ -19,7 +31,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -42,64 +57,289 @@ BACKENDS = [
     ("farneback", "farneback", {}),
 ]
 OURS, OPENCV_TVL1 = BACKENDS[0][0], BACKENDS[1][0]
+# The TV-L1 before batch independence, size-driven pyramid depth and off-frame masking.
+BEFORE_COMMIT = "c2d1707"
+BEFORE = f"tvl1 before ({BEFORE_COMMIT})"
+# DAVIS 240p sequences timed at 427x240 (their first two frames).
+SPEED_PAIRS = 6
 DAVIS_PAIR = ("davis2016/JPEGImages/480p/blackswan/00000.jpg", "davis2016/JPEGImages/480p/blackswan/00001.jpg")
 
 
-def ground_truth_pairs(data: Path) -> list[dict]:
-    """Every scored pair: dataset, name, the two image paths, the flow and its validity mask."""
-    from fusionseg.flow.flo import read_flo, read_kitti_flow
+@dataclass(frozen=True)
+class FlowPair:
+    """One scored frame pair: RGB images, ground-truth flow (H, W, 2) and where it counts.
 
+    `valid` marks pixels with known flow (Sintel: not in its invalid mask; KITTI: its flow_occ
+    validity); `non_occluded` is the subset visible in both frames, where the set says so (None: the
+    set has no occlusion mask).
+    """
+
+    dataset: str
+    name: str
+    rgb: tuple[np.ndarray, np.ndarray]
+    flow: np.ndarray
+    valid: np.ndarray
+    non_occluded: np.ndarray | None = None
+
+    @property
+    def grey(self) -> tuple[np.ndarray, np.ndarray]:
+        """The grey uint8 images every backend of fusionseg.flow.methods takes."""
+        from fusionseg.flow.methods import to_grey
+
+        return to_grey(self.rgb[0]), to_grey(self.rgb[1])
+
+
+SINTEL_SCENES = ("alley_1", "cave_2", "market_5")
+DATASETS = ("Middlebury", "FlyingChairs", "KITTI-2015", "Sintel clean", "Sintel final")
+
+
+def ground_truth_pairs(data: Path = DATA) -> list[FlowPair]:
+    """Every scored pair of data/flow_gt, set by set in the order of DATASETS."""
+    from fusionseg.flow.flo import read_flo, read_kitti_flow
+    from fusionseg.io import read_mask
+
+    root = data / "flow_gt"
     pairs = []
     for name in ("Dimetrodon", "Grove2", "RubberWhale"):
-        folder = data / "flow_gt" / "middlebury" / name
-        flow = read_flo(folder / "flow10.flo")
-        pairs.append(_pair("Middlebury", name, folder / "frame10.png", folder / "frame11.png", flow))
-    chairs = data / "flow_gt" / "flyingchairs"
+        folder = root / "middlebury" / name
+        pairs.append(_pair("Middlebury", name, folder / "frame10.png", folder / "frame11.png", read_flo(folder / "flow10.flo")))
+    chairs = root / "flyingchairs"
     for gt in sorted(chairs.glob("*-gt.flo")):
         stem = gt.name.removesuffix("-gt.flo")
         pairs.append(_pair("FlyingChairs", stem, chairs / f"{stem}-img0.ppm", chairs / f"{stem}-img1.ppm", read_flo(gt)))
-    kitti = data / "flow_gt" / "kitti2015"
+    kitti = root / "kitti2015"
     flow, valid = read_kitti_flow(kitti / "kitti_occ_000010_10.png")
-    pairs.append(_pair("KITTI-2015", "000010", kitti / "kitti_000010_10.png", kitti / "kitti_000010_11.png", flow, valid))
+    _, visible = read_kitti_flow(kitti / "kitti_noc_000010_10.png")
+    pairs.append(_pair("KITTI-2015", "000010", kitti / "kitti_000010_10.png", kitti / "kitti_000010_11.png", flow, valid, visible))
+    for sintel_pass in ("clean", "final"):
+        for scene in SINTEL_SCENES:
+            folder = root / "sintel" / sintel_pass / scene
+            invalid = read_mask(folder / "invalid_0002.png")
+            occluded = read_mask(folder / "occlusions_0002.png")
+            pairs.append(_pair(f"Sintel {sintel_pass}", scene, folder / "frame_0002.png", folder / "frame_0003.png",
+                               read_flo(folder / "frame_0002.flo"), ~invalid, ~(invalid | occluded)))
     return pairs
 
 
-def _pair(dataset: str, name: str, first: Path, second: Path, flow: np.ndarray, valid: np.ndarray | None = None) -> dict:
-    from fusionseg.flow.methods import to_grey
+def _pair(dataset: str, name: str, first: Path, second: Path, flow: np.ndarray,
+          valid: np.ndarray | None = None, non_occluded: np.ndarray | None = None) -> FlowPair:
     from fusionseg.io import read_image
 
     known = (np.abs(flow) < 1e9).all(axis=-1)
+    valid = known if valid is None else valid & known
+    non_occluded = None if non_occluded is None else non_occluded & valid
+    return FlowPair(dataset, name, (read_image(first), read_image(second)), flow, valid, non_occluded)
+
+
+def endpoint_error(flow: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Mean end-point error (pixels) of flow (H, W, 2) against truth over the True pixels of mask."""
+    return float(np.linalg.norm(flow - truth, axis=-1)[mask].mean())
+
+
+def pair_errors(flow: np.ndarray, pair: FlowPair) -> dict[str, float]:
+    """EPE over the pair's valid pixels and over its non-occluded ones (NaN where the set has no mask)."""
     return {
-        "dataset": dataset,
-        "pair": name,
-        "images": [to_grey(read_image(first)), to_grey(read_image(second))],
-        "flow": flow,
-        "valid": known if valid is None else valid & known,
+        "epe": endpoint_error(flow, pair.flow, pair.valid),
+        "epe_noc": float("nan") if pair.non_occluded is None else endpoint_error(flow, pair.flow, pair.non_occluded),
     }
 
 
-def score_backends(pairs: list[dict], repeats: int) -> pd.DataFrame:
-    """EPE and best-of-`repeats` wall time of every backend on every pair (one warm-up call first)."""
+# The tuning set: settings of the torch TV-L1 are chosen on these pairs, never on the scored ones.
+DEV_SIZES = ((240, 427), (384, 512), (436, 1024))
+DEV_PAIRS_PER_SIZE = 6
+
+
+def dev_pairs(data: Path = DATA, sizes=DEV_SIZES, per_size: int = DEV_PAIRS_PER_SIZE) -> list[FlowPair]:
+    """Synthetic large-motion pairs with exact flow, FlyingChairs-style, from DAVIS frames.
+
+    DAVIS photographs (none of them a flow benchmark image) give natural texture: one is a background
+    seen by a camera that pans, zooms and rolls; 2-4 others, cut into smooth random blobs, fly over it
+    with their own translation (up to 15% of the width), rotation and scaling. Every layer is an affine
+    map, so the flow of the visible surface is exact; pixels whose point is hidden or leaves the frame
+    in the second image are marked occluded. A pair depends only on (size, index).
+    """
+    textures = [path for folder in ("480p", "240p") for path in sorted((data / "davis2016" / "JPEGImages" / folder).glob("*/000[0-4]0.jpg"))]
+    if not textures:
+        sys.exit(f"{data / 'davis2016'}: DAVIS frames not found (the tuning set is made from them)")
+    return [_flying_pair(textures, size, index) for size in sizes for index in range(per_size)]
+
+
+def _flying_pair(textures: list[Path], size: tuple[int, int], index: int) -> FlowPair:
+    from fusionseg.io import read_image
+
+    height, width = size
+    rng = np.random.default_rng([height, width, index])
+    chosen = rng.choice(len(textures), size=5, replace=False)
+    background = read_image(textures[chosen[0]])
+    layers = [(background, None, *_camera_poses(rng, background.shape, size))]
+    for texture_index in chosen[1 : 1 + int(rng.integers(2, 5))]:
+        texture = read_image(textures[texture_index])
+        shape = _blob(rng, rng.uniform(0.08, 0.22) * min(size), texture.shape)
+        top, left = (int(rng.integers(0, texture.shape[i] - shape.shape[i] + 1)) for i in (0, 1))
+        patch = np.ascontiguousarray(texture[top : top + shape.shape[0], left : left + shape.shape[1]])
+        layers.append((patch, shape, *_object_poses(rng, shape, size)))
+    frames, ids = zip(*(_render(layers, size, t) for t in (0, 1)))
+    flow = np.zeros((height, width, 2), np.float32)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    for k, (_, _, pose0, pose1) in enumerate(layers):
+        motion = pose1 @ np.linalg.inv(pose0)  # frame-0 pixel -> layer -> frame-1 pixel
+        here = ids[0] == k
+        flow[here, 0] = (motion[0, 0] * xs + motion[0, 1] * ys + motion[0, 2] - xs)[here]
+        flow[here, 1] = (motion[1, 0] * xs + motion[1, 1] * ys + motion[1, 2] - ys)[here]
+    return FlowPair("dev (synthetic)", f"{width}x{height}-{index}", frames, flow,
+                    np.ones((height, width), bool), _visible_in_second(flow, ids))
+
+
+def _camera_poses(rng: np.random.Generator, texture_shape: tuple, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Texture -> frame maps of the background at both frames: the texture covers the frame at both."""
+    height, width = size
+    cover = 1.25 * max(height / texture_shape[0], width / texture_shape[1])
+    centre_texture = np.array([texture_shape[1], texture_shape[0]]) / 2
+    centre_frame = np.array([width, height]) / 2
+    first = _affine(cover, 0.0, centre_texture, centre_frame)
+    shift = rng.normal(0, 0.015 * width, size=2)
+    second = _affine(cover * rng.uniform(0.94, 1.06), rng.uniform(-0.03, 0.03), centre_texture, centre_frame + shift)
+    return first, second
+
+
+def _object_poses(rng: np.random.Generator, shape: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Canvas -> frame maps of a flying object at both frames."""
+    height, width = size
+    centre_canvas = np.array([shape.shape[1], shape.shape[0]]) / 2
+    start = rng.uniform([0.1 * width, 0.1 * height], [0.9 * width, 0.9 * height])
+    angle = rng.uniform(0, 2 * np.pi)
+    direction = rng.uniform(0, 2 * np.pi)
+    travel = rng.uniform(0, 0.15 * width) * np.array([np.cos(direction), np.sin(direction)])
+    first = _affine(1.0, angle, centre_canvas, start)
+    second = _affine(rng.uniform(0.92, 1.08), angle + rng.uniform(-0.14, 0.14), centre_canvas, start + travel)
+    return first, second
+
+
+def _affine(scale: float, angle: float, source_centre: np.ndarray, target_centre: np.ndarray) -> np.ndarray:
+    """3x3 map: rotate and scale about source_centre, which lands on target_centre."""
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    linear = np.array([[c, -s], [s, c]])
+    matrix = np.eye(3)
+    matrix[:2, :2] = linear
+    matrix[:2, 2] = target_centre - linear @ source_centre
+    return matrix
+
+
+def _blob(rng: np.random.Generator, radius: float, texture_shape: tuple) -> np.ndarray:
+    """A star-shaped mask (radius varying smoothly with angle) on a square canvas no larger than the texture."""
+    side = min(int(2.6 * radius), *texture_shape[:2])
+    ys, xs = np.mgrid[0:side, 0:side] - (side - 1) / 2
+    angle = np.arctan2(ys, xs)
+    boundary = np.ones_like(angle)
+    for harmonic in range(2, 6):
+        boundary += rng.uniform(0, 0.5 / harmonic) * np.cos(harmonic * angle + rng.uniform(0, 2 * np.pi))
+    return np.hypot(xs, ys) <= min(radius, side / 2 - 1) * boundary / boundary.max()
+
+
+def _render(layers: list, size: tuple[int, int], t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame t (RGB uint8) and which layer each pixel shows."""
+    import cv2
+
+    height, width = size
+    image = np.zeros((height, width, 3), np.uint8)
+    ids = np.zeros((height, width), np.int32)
+    for k, (texture, shape, *poses) in enumerate(layers):
+        matrix = poses[t][:2]
+        colour = cv2.warpAffine(texture, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        if shape is None:
+            inside = np.ones((height, width), bool)
+        else:
+            inside = cv2.warpAffine(shape.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
+        image[inside] = colour[inside]
+        ids[inside] = k
+    return image, ids
+
+
+def _visible_in_second(flow: np.ndarray, ids: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Pixels whose point lands inside the second frame on the same layer (nearest pixel)."""
+    height, width = ids[0].shape
+    ys, xs = np.mgrid[0:height, 0:width]
+    x1 = np.rint(xs + flow[..., 0]).astype(int)
+    y1 = np.rint(ys + flow[..., 1]).astype(int)
+    inside = (x1 >= 0) & (x1 < width) & (y1 >= 0) & (y1 < height)
+    same = np.zeros_like(inside)
+    same[inside] = ids[1][y1[inside], x1[inside]] == ids[0][inside]
+    return same
+
+
+Method = Callable[[FlowPair], np.ndarray]
+
+
+def backend_method(method: str, params: dict) -> Method:
+    """A fusionseg.flow backend (on the CPU) as a method: a pair's grey images -> flow (H, W, 2)."""
     from fusionseg.flow.methods import make_backend
 
+    backend = make_backend(method, params, "cpu")
+    return lambda pair: backend([pair.grey[0]], [pair.grey[1]])[0]
+
+
+def solver_method(module: ModuleType, **params) -> Method:
+    """A TV-L1 module (the current one or `previous_tvl1()`) with the given parameters as a method."""
+    import torch
+
+    solver_params = module.TVL1Params(**params)
+
+    def run(pair: FlowPair) -> np.ndarray:
+        first, second = (torch.from_numpy(image).float()[None, None] for image in pair.grey)
+        return module.tvl1_flow(first, second, solver_params)[0].permute(1, 2, 0).numpy()
+
+    return run
+
+
+def previous_tvl1() -> ModuleType | None:
+    """fusionseg/flow/tvl1.py as of BEFORE_COMMIT, loaded from git (None outside a git checkout)."""
+    import importlib.util
+    import tempfile
+
+    shown = subprocess.run(["git", "-C", str(REPO), "show", f"{BEFORE_COMMIT}:fusionseg/flow/tvl1.py"],
+                           check=False, capture_output=True, text=True)
+    if shown.returncode != 0:
+        print(f"git show {BEFORE_COMMIT}: {shown.stderr.strip()}; the 'before' rows are left out")
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "tvl1_before.py"
+        source.write_text(shown.stdout)
+        spec = importlib.util.spec_from_file_location("tvl1_before", source)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+    return module
+
+
+def all_methods(before: ModuleType | None) -> dict[str, Method]:
+    methods = {label: backend_method(method, params) for label, method, params in BACKENDS}
+    if before is not None:
+        methods = {OURS: methods[OURS], BEFORE: solver_method(before), **methods}
+    return methods
+
+
+def score_methods(pairs: list[FlowPair], methods: dict[str, Method], repeats: int = 1) -> pd.DataFrame:
+    """EPE (valid and non-occluded pixels) and best-of-`repeats` seconds of every method on every pair.
+
+    One row per method and pair: method, dataset, pair, epe, epe_noc (NaN where the set has no
+    occlusion mask), seconds. Each method is warmed up on the first pair before it is timed.
+    """
     rows = []
-    for label, method, params in BACKENDS:
-        backend = make_backend(method, params, "cpu")
-        backend([pairs[0]["images"][0]], [pairs[0]["images"][1]])
+    for label, method in methods.items():
+        method(pairs[0])
         for pair in pairs:
-            seconds, flow = _best_time(backend, pair["images"], repeats)
-            error = np.linalg.norm(flow - pair["flow"], axis=-1)[pair["valid"]]
-            rows.append({"method": label, "dataset": pair["dataset"], "pair": pair["pair"],
-                         "epe": float(error.mean()), "seconds": seconds})
-            print(f"{label:26s} {pair['dataset']:13s} {pair['pair']:12s} EPE {error.mean():7.3f}  {seconds:6.2f} s", flush=True)
+            seconds, flow = _best_time(method, pair, repeats)
+            errors = pair_errors(flow, pair)
+            rows.append({"method": label, "dataset": pair.dataset, "pair": pair.name, **errors, "seconds": seconds})
+            print(f"{label:26s} {pair.dataset:16s} {pair.name:12s} EPE {errors['epe']:7.3f}  {seconds:6.2f} s", flush=True)
     return pd.DataFrame(rows)
 
 
-def _best_time(backend, images: list[np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
+def _best_time(method: Method, pair: FlowPair, repeats: int) -> tuple[float, np.ndarray]:
     best, flow = float("inf"), None
     for _ in range(repeats):
         start = time.perf_counter()
-        flow = backend([images[0]], [images[1]])[0]
+        flow = method(pair)
         best = min(best, time.perf_counter() - start)
     return best, flow
 
@@ -167,52 +407,276 @@ def measure_gpu(data: Path, batch_size: int, rounds: int) -> pd.DataFrame:
 
 
 def summarize(scores: pd.DataFrame) -> pd.DataFrame:
-    """Methods x data sets: mean EPE per set (Middlebury per sequence too) and mean time per pair."""
-    middlebury = scores[scores.dataset == "Middlebury"].pivot(index="method", columns="pair", values="epe")
-    by_set = scores.groupby(["method", "dataset"]).epe.mean().unstack()
-    table = pd.concat([middlebury, by_set[["Middlebury", "FlyingChairs", "KITTI-2015"]]], axis=1)
-    table = table.add_prefix("EPE ")
-    table["seconds per pair"] = scores.groupby("method").seconds.mean()
-    return table.loc[[label for label, _, _ in BACKENDS]]
+    """Methods x data sets: mean EPE per set (valid pixels; `noc`: non-occluded ones, where the set
+    marks them) and mean seconds per pair over all pairs. Methods in the order they were scored."""
+    by_set = scores.groupby(["method", "dataset"], sort=False)
+    table = by_set.epe.mean().unstack()
+    with_occlusion = scores.dropna(subset=["epe_noc"]).groupby(["method", "dataset"], sort=False).epe_noc.mean().unstack()
+    columns = {}
+    for dataset in pd.unique(scores.dataset):
+        columns[f"EPE {dataset}"] = table[dataset]
+        if dataset in with_occlusion:
+            columns[f"EPE {dataset} noc"] = with_occlusion[dataset]
+    summary = pd.DataFrame(columns)
+    summary["seconds per pair"] = scores.groupby("method", sort=False).seconds.mean()
+    return summary.loc[pd.unique(scores.method)]
 
 
-def bar_checks(summary: pd.DataFrame) -> list[str]:
-    """The quality bar, line by line: ours vs OpenCV's DualTVL1 on each set and on time."""
+def pair_table(scores: pd.DataFrame, value: str = "epe") -> pd.DataFrame:
+    """(dataset, pair) x method: `value` of every pair, methods in the order they were scored."""
+    table = scores.pivot_table(index=["dataset", "pair"], columns="method", values=value, sort=False)
+    return table[list(pd.unique(scores.method))].reset_index()
+
+
+def bar_checks(scores: pd.DataFrame) -> list[str]:
+    """The quality bar, line by line: ours vs OpenCV's DualTVL1 on every pair, every set and on time."""
     lines = []
+    for _, row in pair_table(scores).iterrows():
+        lines.append(_bar_line(f"{row.dataset} {row.pair}", row[OURS], row[OPENCV_TVL1], "{:.3f}"))
+    summary = summarize(scores)
     for column in [c for c in summary.columns if c.startswith("EPE ")]:
-        ours, theirs = summary.loc[OURS, column], summary.loc[OPENCV_TVL1, column]
-        lines.append(f"- {column}: ours {ours:.3f} vs OpenCV {theirs:.3f}: {'met' if ours <= theirs else 'NOT met'}")
-    ours, theirs = summary.loc[OURS, "seconds per pair"], summary.loc[OPENCV_TVL1, "seconds per pair"]
-    lines.append(f"- time per pair: ours {ours:.2f} s vs OpenCV {theirs:.2f} s: {'met' if ours < theirs else 'NOT met'}")
+        lines.append(_bar_line(f"mean {column}", summary.loc[OURS, column], summary.loc[OPENCV_TVL1, column], "{:.3f}"))
+    seconds = summary["seconds per pair"]
+    lines.append(_bar_line("seconds per pair", seconds[OURS], seconds[OPENCV_TVL1], "{:.2f} s"))
     return lines
 
 
-def write_results(scores: pd.DataFrame, memory: pd.DataFrame, gpu: pd.DataFrame, threads: int, load: str) -> None:
+def _bar_line(what: str, ours: float, theirs: float, number: str) -> str:
+    verdict = "met" if ours <= theirs else "NOT met"
+    return f"- {what}: ours {number.format(ours)} vs OpenCV {number.format(theirs)}: {verdict}"
+
+
+def measure_davis_speed(data: Path, before: ModuleType | None, rounds: int) -> pd.DataFrame:
+    """Seconds per pair of the TV-L1 before and after at 427x240 (DAVIS 240p, the CPU pipeline's size).
+
+    The first two frames of the first DAVIS 240p sequences; the two versions alternate round by round
+    so that the load of a shared machine falls on both alike; the best round of each counts.
+    """
+    import torch
+
+    from fusionseg.flow import tvl1
+    from fusionseg.flow.methods import to_grey
+    from fusionseg.io import read_image
+
+    folders = sorted((data / "davis2016" / "JPEGImages" / "240p").iterdir())[:SPEED_PAIRS]
+    pairs = [[torch.from_numpy(to_grey(read_image(folder / f"{i:05d}.jpg"))).float()[None, None] for i in (0, 1)]
+             for folder in folders]
+    versions = {OURS: tvl1} | ({BEFORE: before} if before is not None else {})
+    best = dict.fromkeys(versions, float("inf"))
+    for _ in range(rounds):
+        for label, module in versions.items():
+            start = time.perf_counter()
+            for first, second in pairs:
+                module.tvl1_flow(first, second)
+            best[label] = min(best[label], (time.perf_counter() - start) / len(pairs))
+    for label, seconds in best.items():
+        print(f"{label:26s} 427x240: {seconds:.3f} s/pair", flush=True)
+    return pd.DataFrame([{"method": label, "size": "427x240", "pairs": len(pairs), "rounds": rounds, "seconds": s}
+                         for label, s in best.items()])
+
+
+def batch_independence(pairs: list[FlowPair], before: ModuleType | None) -> pd.DataFrame:
+    """Largest flow difference (pixels) of each pair solved alone and in one batch with the others."""
+    import torch
+
+    from fusionseg.flow import tvl1
+
+    firsts = torch.stack([torch.from_numpy(p.grey[0]).float()[None] for p in pairs])
+    seconds = torch.stack([torch.from_numpy(p.grey[1]).float()[None] for p in pairs])
+    rows = []
+    for label, module in {OURS: tvl1, BEFORE: before}.items():
+        if module is None:
+            continue
+        batched = module.tvl1_flow(firsts, seconds)
+        for index, pair in enumerate(pairs):
+            alone = module.tvl1_flow(firsts[index : index + 1], seconds[index : index + 1])[0]
+            difference = float((alone - batched[index]).abs().max())
+            rows.append({"method": label, "dataset": pair.dataset, "pair": pair.name, "batch_size": len(pairs),
+                         "max_difference_px": difference})
+            print(f"{label:26s} {pair.name}: alone vs batch of {len(pairs)}: {difference:.2e} px", flush=True)
+    return pd.DataFrame(rows)
+
+
+def per_level_errors(module: ModuleType, pair: FlowPair, **params) -> pd.DataFrame:
+    """EPE of the flow after each pyramid level against the ground truth averaged down to that level,
+    in pixels of the finest level (only where every averaged ground-truth pixel is valid).
+
+    Runs the module's own coarse-to-fine loop step by step (its build_pyramid, _resize_flow and
+    _solve_level, which the current and the previous version share).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    solver_params = module.TVL1Params(**params)
+    first, second = (torch.from_numpy(image).float()[None, None] for image in pair.grey)
+    truth = torch.from_numpy(np.where(pair.valid[..., None], pair.flow, 0)).permute(2, 0, 1)[None]
+    valid = torch.from_numpy(pair.valid.astype(np.float32))[None, None]
+    rows = []
+    with torch.inference_mode():
+        pyramid0, pyramid1 = module.build_pyramid(first, solver_params), module.build_pyramid(second, solver_params)
+        flow = torch.zeros_like(pyramid0[-1]).repeat(1, 2, 1, 1)
+        for level in reversed(range(len(pyramid0))):
+            size = pyramid0[level].shape[-2:]
+            flow = module._resize_flow(flow, size)
+            flow = module._solve_level(pyramid0[level], pyramid1[level], flow, solver_params)
+            share = F.interpolate(valid, size=tuple(size), mode="area")
+            averaged = F.interpolate(truth, size=tuple(size), mode="area") / share.clamp_min(1e-6)
+            level_truth = averaged * torch.tensor([size[1] / truth.shape[-1], size[0] / truth.shape[-2]]).view(1, 2, 1, 1)
+            scored = share[0, 0] > 0.99
+            error = (flow - level_truth).norm(dim=1)[0][scored].mean() * truth.shape[-1] / size[1]
+            rows.append({"level": level, "width": size[1], "size": f"{size[1]}x{size[0]}", "epe": float(error)})
+    return pd.DataFrame(rows)
+
+
+# Ablation rows: (label, "before" or "ours", parameters). Each isolates one suspected cause.
+ABLATION = [
+    ("before", "before", {}),
+    ("before, depth from size (min side 16)", "before", {"max_levels": 30, "min_size": 16}),
+    ("ours", "ours", {}),
+    ("ours, old depth (5 levels, min side 8)", "ours", {"max_levels": 5, "min_size": 8}),
+    ("ours, min side 8", "ours", {"min_size": 8}),
+    ("ours, min side 32", "ours", {"min_size": 32}),
+    ("ours, scale step 0.7", "ours", {"scale_step": 0.7}),
+    ("ours, 10 warps", "ours", {"warps": 10}),
+    ("ours, no early stop", "ours", {"epsilon": 0.0}),
+    ("ours, no median filter", "ours", {"median_filter": 0}),
+]
+# Pairs whose per-level errors are shown: the three where the previous version lost to OpenCV, and
+# the largest motion of the tuning set.
+LEVEL_PAIRS = (("FlyingChairs", "0000000"), ("FlyingChairs", "0000002"), ("Sintel clean", "market_5"),
+               ("dev (synthetic)", "1024x436-1"))
+
+
+def ablation(pairs: list[FlowPair], before: ModuleType) -> pd.DataFrame:
+    """Every ABLATION row (and OpenCV's DualTVL1) on `pairs`: EPE per pair, no timing."""
+    from fusionseg.flow import tvl1
+
+    modules = {"before": before, "ours": tvl1}
+    methods = {label: solver_method(modules[version], **params) for label, version, params in ABLATION}
+    methods[OPENCV_TVL1] = backend_method("tvl1-opencv", BACKENDS[1][2])
+    return score_methods(pairs, methods)
+
+
+def ablation_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Ablation rows x sets: mean EPE, and how many pairs of each set are worse than OpenCV's."""
+    opencv = scores[scores.method == OPENCV_TVL1].set_index(["dataset", "pair"]).epe
+    scores = scores.assign(worse=scores.epe.values > opencv.reindex(pd.MultiIndex.from_frame(scores[["dataset", "pair"]])).values)
+    table = {}
+    for dataset in pd.unique(scores.dataset):
+        of_set = scores[scores.dataset == dataset].groupby("method", sort=False)
+        table[f"EPE {dataset}"] = of_set.epe.mean()
+        table[f"worse {dataset}"] = of_set.worse.sum().astype(int).astype(str) + "/" + of_set.size().astype(str)
+    return pd.DataFrame(table).loc[pd.unique(scores.method)]
+
+
+def level_table(pairs: list[FlowPair], before: ModuleType) -> pd.DataFrame:
+    """Per-level EPE of the previous and the current version on LEVEL_PAIRS."""
+    from fusionseg.flow import tvl1
+
+    chosen = [p for p in pairs if (p.dataset, p.name) in LEVEL_PAIRS]
+    frames = []
+    for pair in chosen:
+        old, new = (per_level_errors(module, pair).drop(columns="level") for module in (before, tvl1))
+        merged = old.merge(new, on=["width", "size"], how="outer", suffixes=(" before", " ours"))
+        frames.append(merged.sort_values("width").assign(dataset=pair.dataset, pair=pair.name))
+    table = pd.concat(frames)
+    return table[["dataset", "pair", "size", "epe before", "epe ours"]]
+
+
+MAIN_PARTS = ("pair", "speed_427x240", "batch_independence", "memory_854x480", "gpu")
+ABLATION_PARTS = ("ablation", "levels")
+
+
+def previous_parts(kinds: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """The parts of the last flow.csv with the given kinds (each with its own columns only)."""
+    path = RESULTS / "flow.csv"
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path, dtype={"pair": str})
+    return {kind: frame.drop(columns="kind").dropna(axis=1, how="all").reset_index(drop=True)
+            for kind, frame in table.groupby("kind", sort=False) if kind in kinds}
+
+
+def write_results(parts: dict[str, pd.DataFrame]) -> None:
+    """flow.csv (every measurement; `kind` says which, `command` and `load` which run) and flow.md."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    table = pd.concat([scores.assign(kind="pair"), memory.assign(kind="memory_854x480"), gpu.assign(kind="gpu")])
-    table.to_csv(RESULTS / "flow.csv", index=False)
-    summary = summarize(scores)
-    parts = [
+    frames = [frame.assign(kind=kind) for kind, frame in parts.items() if not frame.empty]
+    pd.concat(frames).to_csv(RESULTS / "flow.csv", index=False)
+    (RESULTS / "flow.md").write_text("\n".join(report_lines(parts)) + "\n")
+
+
+def report_lines(parts: dict[str, pd.DataFrame]) -> list[str]:
+    scores = parts["pair"]
+    lines = [
         "# Optical flow benchmark",
         "",
-        f"`python benchmarks/flow.py --threads {threads}`; torch and OpenCV both at {threads} thread(s), CPU, "
-        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}. "
-        f"Load average before the run: {load}. End-point error is the mean over valid pixels; time is the "
-        "best of the repeats per pair, averaged over all pairs.",
+        *_run_lines(parts, MAIN_PARTS),
         "",
-        summary.to_markdown(floatfmt=".3f"),
+        ("End-point error (EPE) is the mean over valid pixels (Sintel: outside its invalid mask; KITTI: its "
+         "flow_occ pixels); `noc` columns count non-occluded pixels only (Sintel's occlusion mask; KITTI's "
+         "flow_noc). Time is the best of the repeats per pair, averaged over the pairs; torch and OpenCV run "
+         f"at the same thread count in one process. `{BEFORE}` is fusionseg/flow/tvl1.py as of commit "
+         f"{BEFORE_COMMIT}, loaded from git and run in the same process."),
         "",
-        "## Bar (torch TV-L1 vs OpenCV DualTVL1 at scale step 0.5)",
+        "## Mean per data set",
         "",
-        *bar_checks(summary),
+        summarize(scores).to_markdown(floatfmt=".3f"),
+        "",
+        "## Every pair (EPE over valid pixels)",
+        "",
+        pair_table(scores).to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "## Every pair with an occlusion mask (EPE over non-occluded pixels)",
+        "",
+        pair_table(scores.dropna(subset=["epe_noc"]), "epe_noc").to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "## Bar: torch TV-L1 vs OpenCV DualTVL1 (scale step 0.5), per pair and per set",
+        "",
+        *bar_checks(scores),
+        "",
+        "## Seconds per pair at 427x240 (DAVIS 240p, the CPU pipeline's size), before and after, alternating",
+        "",
+        _plain(parts["speed_427x240"]).to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "## Batch independence: each pair alone vs in one batch with the other two (largest flow difference)",
+        "",
+        _plain(parts["batch_independence"]).to_markdown(index=False, floatfmt=".2e"),
         "",
         "## One 854x480 pair per method in a fresh process (peak resident memory of the whole process, and how much the pair raised it above the peak after imports and set-up)",
         "",
-        memory.to_markdown(index=False, floatfmt=".2f"),
+        _plain(parts["memory_854x480"]).to_markdown(index=False, floatfmt=".2f"),
     ]
-    if not gpu.empty:
-        parts += ["", "## GPU (batched)", "", gpu.to_markdown(index=False, floatfmt=".1f")]
-    (RESULTS / "flow.md").write_text("\n".join(parts) + "\n")
+    if "gpu" in parts and not parts["gpu"].empty:
+        lines += ["", "## GPU (batched)", "", _plain(parts["gpu"]).to_markdown(index=False, floatfmt=".1f")]
+    if "ablation" in parts:
+        lines += [
+            "",
+            "## Ablation: mean EPE per set, and pairs worse than OpenCV's DualTVL1",
+            "",
+            *_run_lines(parts, ABLATION_PARTS),
+            "",
+            ("`dev (synthetic)` is the tuning set (`dev_pairs()`: FlyingChairs-style pairs made from DAVIS frames, "
+             "exact flow, motions up to 15% of the width); settings were chosen on it alone, the other sets were "
+             "not used to choose anything."),
+            "",
+            ablation_table(parts["ablation"]).to_markdown(floatfmt=".3f"),
+            "",
+            "## Per-level EPE (flow after each level vs the ground truth averaged to that level, finest-level pixels)",
+            "",
+            _plain(parts["levels"]).drop(columns="width").to_markdown(index=False, floatfmt=".3f"),
+        ]
+    return lines
+
+
+def _run_lines(parts: dict[str, pd.DataFrame], kinds: tuple[str, ...]) -> list[str]:
+    """Which command produced these parts, at which load."""
+    runs = pd.concat([parts[kind][["command", "load"]] for kind in kinds if kind in parts]).drop_duplicates()
+    return [f"`{run.command}` (load average before the run: {run.load}; a 2-core machine shared with other jobs)"
+            for run in runs.itertuples()]
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=["command", "load"])
 
 
 def main() -> None:
@@ -222,6 +686,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--gpu", action="store_true", help="also measure batched pairs/s on CUDA")
     parser.add_argument("--gpu-batch", type=int, default=8)
+    parser.add_argument("--ablation", action="store_true",
+                        help="instead: the ablation and per-level tables (the other tables are kept from flow.csv)")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -235,13 +701,30 @@ def main() -> None:
         return
     if not (args.data / "flow_gt").is_dir():
         sys.exit(f"{args.data / 'flow_gt'}: ground truth not found (pass --data)")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    scores = score_backends(ground_truth_pairs(args.data), args.repeats)
-    memory = measure_memory(args.data, args.threads)
-    gpu = measure_gpu(args.data, args.gpu_batch, rounds=5) if args.gpu else pd.DataFrame()
-    write_results(scores, memory, gpu, args.threads, load)
-    print(summarize(scores).to_string(float_format=lambda x: f"{x:.3f}"))
-    print("\n".join(bar_checks(summarize(scores))))
+    run = {"command": " ".join(["python benchmarks/flow.py", *sys.argv[1:]]),
+           "load": ", ".join(f"{x:.2f}" for x in os.getloadavg())}
+    before = previous_tvl1()
+    pairs = ground_truth_pairs(args.data)
+    if args.ablation:
+        if before is None:
+            sys.exit("--ablation compares with the previous TV-L1, which needs the git history")
+        if "pair" not in previous_parts(MAIN_PARTS):
+            sys.exit(f"{RESULTS / 'flow.csv'}: no main results yet; run benchmarks/flow.py without --ablation first")
+        tuning = dev_pairs(args.data)
+        new = {"ablation": ablation(tuning + pairs, before), "levels": level_table(tuning + pairs, before)}
+        parts = previous_parts(MAIN_PARTS)
+    else:
+        new = {
+            "pair": score_methods(pairs, all_methods(before), args.repeats),
+            "speed_427x240": measure_davis_speed(args.data, before, rounds=3),
+            "batch_independence": batch_independence([p for p in pairs if p.dataset == "FlyingChairs"][:3], before),
+            "memory_854x480": measure_memory(args.data, args.threads),
+            "gpu": measure_gpu(args.data, args.gpu_batch, rounds=5) if args.gpu else pd.DataFrame(),
+        }
+        parts = previous_parts(ABLATION_PARTS)
+    parts |= {kind: frame.assign(**run) for kind, frame in new.items() if not frame.empty}
+    write_results({kind: parts[kind] for kind in MAIN_PARTS + ABLATION_PARTS if kind in parts})
+    print("\n".join(bar_checks(parts["pair"])))
 
 
 if __name__ == "__main__":

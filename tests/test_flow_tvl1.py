@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fusionseg.flow.methods import make_backend, method_params
-from fusionseg.flow.tvl1 import TVL1Params, median_filter, tvl1_flow
+from fusionseg.flow.tvl1 import TVL1Params, build_pyramid, lands_inside, median_filter, pyramid_sizes, tvl1_flow
 from fusionseg.errors import ConfigError
 
 HEIGHT, WIDTH = 48, 64
@@ -66,6 +66,61 @@ def test_large_translation_needs_the_pyramid() -> None:
     inner = (slice(16, -16), slice(16, -16))
     assert np.linalg.norm(deep[inner] - [9.0, 5.0], axis=-1).mean() < 0.05
     assert np.linalg.norm(shallow[inner] - [9.0, 5.0], axis=-1).mean() > 1.0
+
+
+@pytest.mark.parametrize("motion", [(10.0, -6.0), (14.0, -9.0)])
+def test_large_translation_into_the_frame(motion: tuple[float, float]) -> None:
+    """A tenth of the width per frame: the strip entering the frame has no match in the second image.
+
+    The previous version compared that strip with the replicated border of the warped image and
+    dragged the flow there (whole-frame EPE 0.93 and 2.3 px); without a data term outside the image,
+    the strip takes the motion of its neighbours.
+    """
+    ys, xs = np.mgrid[0:96, 0:128].astype(np.float64)
+    image0 = texture(xs, ys, 3, longest_period=60.0)
+    image1 = texture(xs - motion[0], ys - motion[1], 3, longest_period=60.0)
+    flow = solve(image0, image1)
+    assert np.linalg.norm(flow - motion, axis=-1).mean() < 0.05
+
+
+def test_no_data_term_where_the_flow_leaves_the_image() -> None:
+    flow = torch.zeros(1, 2, 4, 5)
+    flow[0, 0, :, 3:] = 0.5  # half a pixel right: only the last column points past the border
+    flow[0, 1, 0, 0] = -0.5  # one pixel points above the top row
+    inside = lands_inside(flow)[0, 0]
+    expected = torch.ones(4, 5)
+    expected[:, 4] = 0
+    expected[0, 0] = 0
+    assert torch.equal(inside, expected)
+
+
+def test_pyramid_depth_follows_image_size() -> None:
+    params = TVL1Params()
+    sintel = pyramid_sizes(436, 1024, params)
+    assert sintel == [(436, 1024), (218, 512), (109, 256), (54, 128), (27, 64)]
+    # Bigger frames get a coarser top level; every level keeps its shorter side at min_size or more.
+    full_hd = pyramid_sizes(1080, 1920, params)
+    assert len(full_hd) == 7 and full_hd[-1] == (17, 30)
+    assert len(pyramid_sizes(240, 427, params)) == 4
+    assert all(min(size) >= params.min_size for size in full_hd + sintel)
+    assert pyramid_sizes(10, 12, params) == [(10, 12)]
+    assert len(pyramid_sizes(1080, 1920, TVL1Params(max_levels=3))) == 3
+    levels = build_pyramid(torch.zeros(2, 1, 240, 427), params)
+    assert [tuple(level.shape) for level in levels] == [(2, 1, *size) for size in pyramid_sizes(240, 427, params)]
+
+
+def test_each_pair_gets_the_same_flow_alone_and_in_a_batch() -> None:
+    """Pairs that settle after different numbers of iterations; one early stop for the whole batch
+    (the previous version) moved the first pair's flow by 0.1 px."""
+    xs, ys = pixel_grid()
+    still = texture(xs, ys, seed=4)
+    pairs = [translation_pair(0.8, -0.5, seed=1), (still, still.copy()), translation_pair(-3.5, 2.5, seed=2)]
+    firsts = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
+    seconds = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None]
+    batched = tvl1_flow(firsts, seconds)
+    for index in range(len(pairs)):
+        alone = tvl1_flow(firsts[index : index + 1], seconds[index : index + 1])[0]
+        assert (alone - batched[index]).abs().max() < 1e-4
 
 
 def test_small_rotation() -> None:
@@ -142,7 +197,7 @@ def test_schema_defaults_match_solver_defaults() -> None:
 
 
 @pytest.mark.shared_data
-def test_rubberwhale_epe(shared_data) -> None:
+def test_rubberwhale_epe(shared_data, one_torch_thread) -> None:
     from fusionseg.flow.flo import read_flo
     from fusionseg.flow.methods import to_grey
     from fusionseg.io import read_image

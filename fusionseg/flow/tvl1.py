@@ -6,6 +6,17 @@ bicubic warps per level and a median filter after each warp. Everything is batch
 and runs unchanged on CUDA or the CPU (where only the median filter hands off to OpenCV, for speed).
 No learned weights.
 
+Large motion (the ablation is in benchmarks/results/flow.md) needs two things:
+- a pyramid as deep as the image allows: levels shrink by `scale_step` until a side would fall below
+  `min_size`, so a wide frame gets a coarser top level than a small one and its largest motions
+  shrink to a few pixels there;
+- no data term where the flow points outside the second image: bicubic warping with replicated
+  borders compares such pixels with the smeared border, and that false evidence drags the flow of
+  objects entering or leaving the frame, and of the whole frame under fast camera motion.
+
+Each pair of a batch gets the flow it would get alone: the early stop is tested per pair, and a pair
+that has converged leaves the batch while the others iterate on.
+
 Tensors are (B, C, H, W) float32; images are grey levels in [0, 255]; flow channels are (u, v) in
 pixels, u along x (columns) and v along y (rows).
 """
@@ -32,15 +43,15 @@ class TVL1Params:
     lambda_: float = 0.18
     theta: float = 0.3
     scale_step: float = 0.5
-    min_size: int = 8
-    max_levels: int = 5
+    min_size: int = 16
+    max_levels: int | None = None
     warps: int = 7
     iterations: int = 50
     median_filter: int = 5
     epsilon: float = 0.005
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TVL1Params":
+    def from_dict(cls, values: dict) -> TVL1Params:
         """From a config section; keys that are not solver parameters are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
@@ -60,18 +71,26 @@ def tvl1_flow(image0: torch.Tensor, image1: torch.Tensor, params: TVL1Params = T
         return flow
 
 
-def build_pyramid(image: torch.Tensor, params: TVL1Params) -> list[torch.Tensor]:
-    """Finest first; each level `scale_step` times the previous, stopping at `min_size` or `max_levels`."""
-    height, width = image.shape[-2:]
-    levels = [image]
-    for level in range(1, params.max_levels):
-        scale = params.scale_step**level
+def pyramid_sizes(height: int, width: int, params: TVL1Params) -> list[tuple[int, int]]:
+    """(height, width) of every level, finest first: each `scale_step` times the finest's to the level's
+    power, down to the last whose shorter side is still at least `min_size` (and at most `max_levels`)."""
+    sizes = [(height, width)]
+    while params.max_levels is None or len(sizes) < params.max_levels:
+        scale = params.scale_step ** len(sizes)
         size = (round(height * scale), round(width * scale))
         if min(size) < params.min_size:
             break
-        # Anti-aliased resampling of the finest image: no aliasing, and no blur compounding level to level.
-        levels.append(F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True))
-    return levels
+        sizes.append(size)
+    return sizes
+
+
+def build_pyramid(image: torch.Tensor, params: TVL1Params) -> list[torch.Tensor]:
+    """The image at every size of `pyramid_sizes`, finest first."""
+    # Anti-aliased resampling of the finest image: no aliasing, and no blur compounding level to level.
+    return [image] + [
+        F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        for size in pyramid_sizes(*image.shape[-2:], params)[1:]
+    ]
 
 
 def _resize_flow(flow: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -89,40 +108,74 @@ def _solve_level(image0: torch.Tensor, image1: torch.Tensor, flow: torch.Tensor,
     dual = torch.zeros(flow.shape[0], 4, *flow.shape[-2:], device=flow.device)
     for _ in range(params.warps):
         warped = warp(image1_with_gradient, flow)
-        flow = _minimise_linearised(image0, warped, flow, dual, params)
+        flow, dual = _minimise_linearised(image0, warped, lands_inside(flow), flow, dual, params)
         flow = median_filter(flow, params.median_filter)
     return flow
 
 
 def _minimise_linearised(
-    image0: torch.Tensor, warped: torch.Tensor, flow: torch.Tensor, dual: torch.Tensor, params: TVL1Params
-) -> torch.Tensor:
-    """Inner iterations on the data term linearised around the current flow; updates `dual` in place.
+    image0: torch.Tensor,
+    warped: torch.Tensor,
+    inside: torch.Tensor,
+    flow: torch.Tensor,
+    dual: torch.Tensor,
+    params: TVL1Params,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inner iterations on the data term linearised around `flow`: the new (flow, dual).
 
-    Every step writes into buffers allocated once per warp: on the CPU, fresh multi-megabyte
-    temporaries cost page faults that dominate the arithmetic.
+    Every pair stops on its own test: once its flow has settled it leaves the batch, keeping the
+    values it would have had alone, and the remaining pairs iterate on (a smaller batch, so the early
+    stop saves time per pair too).
     """
-    warped_image, gradient = warped[:, :1], warped[:, 1:]
+    # Outside the second image the warped values are replicated borders, not evidence: no data term.
+    gradient = warped[:, 1:] * inside
     # rho(u) = I1(x + u0) + grad I1 . (u - u0) - I0(x), split into a constant part and a dot product.
-    rho_constant = warped_image - image0 - (gradient * flow).sum(1, keepdim=True)
+    rho_constant = (warped[:, :1] - image0 - (gradient * flow).sum(1, keepdim=True)) * inside
     negative_inverse_norm = -1.0 / (gradient * gradient).sum(1, keepdim=True).clamp_min(1e-9)
-    state = _InnerState(flow, dual)
+    state = _InnerState(flow, dual, gradient, rho_constant, negative_inverse_norm)
+    new_flow, new_dual = torch.empty_like(flow), torch.empty_like(dual)
+    pairs = torch.arange(flow.shape[0], device=flow.device)
     tolerance = params.epsilon**2
     for iteration in range(params.iterations):
         check = (iteration + 1) % _CONVERGENCE_CHECK_EVERY == 0
-        state.step(gradient, rho_constant, negative_inverse_norm, params, keep_previous=check)
-        if check and state.converged(tolerance):
-            break
-    return state.flow
+        state.step(params, keep_previous=check)
+        if not check:
+            continue
+        moving = state.still_moving(tolerance)
+        remaining = int(moving.sum())
+        if remaining == len(pairs):
+            continue
+        settled = ~moving
+        new_flow[pairs[settled]], new_dual[pairs[settled]] = state.flow[settled], state.dual[settled]
+        if remaining == 0:
+            return new_flow, new_dual
+        state, pairs = state.select(moving), pairs[moving]
+    new_flow[pairs], new_dual[pairs] = state.flow, state.dual
+    return new_flow, new_dual
 
 
 class _InnerState:
-    """Primal flow, dual field and scratch buffers of the inner iterations at one warp."""
+    """Primal flow, dual field, the linearised data term and scratch buffers of some pairs at one warp.
 
-    def __init__(self, flow: torch.Tensor, dual: torch.Tensor) -> None:
+    Every step writes into buffers allocated here: on the CPU, fresh multi-megabyte temporaries cost
+    page faults that dominate the arithmetic.
+    """
+
+    def __init__(
+        self,
+        flow: torch.Tensor,
+        dual: torch.Tensor,
+        gradient: torch.Tensor,
+        rho_constant: torch.Tensor,
+        negative_inverse_norm: torch.Tensor,
+    ) -> None:
         self.flow = flow.clone()
+        self.dual = dual.clone()
+        self.dual_x, self.dual_y = self.dual[:, 0:2], self.dual[:, 2:4]
+        self.gradient = gradient
+        self.rho_constant = rho_constant
+        self.negative_inverse_norm = negative_inverse_norm
         self.previous = torch.empty_like(flow)
-        self.dual_x, self.dual_y = dual[:, 0:2], dual[:, 2:4]
         self.rho = torch.empty_like(flow[:, :1])
         self.scratch = torch.empty_like(flow)
         # Forward differences are zero on the last column / row (Neumann boundary): set once, never written.
@@ -130,30 +183,29 @@ class _InnerState:
         self.grad_y = torch.zeros_like(flow)
         self.magnitude = torch.empty_like(flow)
 
-    def step(
-        self,
-        gradient: torch.Tensor,
-        rho_constant: torch.Tensor,
-        negative_inverse_norm: torch.Tensor,
-        params: TVL1Params,
-        keep_previous: bool,
-    ) -> None:
-        flow, scratch = self.flow, self.scratch
-        torch.addcmul(rho_constant, gradient[:, :1], flow[:, :1], out=self.rho)
+    def select(self, keep: torch.Tensor) -> _InnerState:
+        """The same state for the pairs where `keep` is true."""
+        return _InnerState(
+            self.flow[keep], self.dual[keep], self.gradient[keep], self.rho_constant[keep], self.negative_inverse_norm[keep]
+        )
+
+    def step(self, params: TVL1Params, keep_previous: bool) -> None:
+        flow, scratch, gradient = self.flow, self.scratch, self.gradient
+        torch.addcmul(self.rho_constant, gradient[:, :1], flow[:, :1], out=self.rho)
         self.rho.addcmul_(gradient[:, 1:], flow[:, 1:])
         # The thresholding operator of Zach et al. is the Newton step clamped to [-lambda*theta, lambda*theta].
         threshold = params.lambda_ * params.theta
-        step = self.rho.mul_(negative_inverse_norm).clamp_(-threshold, threshold)
+        step = self.rho.mul_(self.negative_inverse_norm).clamp_(-threshold, threshold)
         self._divergence(out=scratch)
         if keep_previous:
             self.previous.copy_(flow)
         flow.addcmul_(gradient, step).add_(scratch, alpha=params.theta)
         self._update_dual(params.tau / params.theta)
 
-    def converged(self, tolerance: float) -> bool:
-        """Mean squared change of the last iteration below tolerance for every pair of the batch."""
+    def still_moving(self, tolerance: float) -> torch.Tensor:
+        """Per pair: is the mean squared flow change of the last iteration at least `tolerance`?"""
         change = torch.sub(self.flow, self.previous, out=self.scratch).square_().sum(1).mean(dim=(-2, -1))
-        return bool((change < tolerance).all())
+        return change >= tolerance
 
     def _divergence(self, out: torch.Tensor) -> None:
         """Backward-difference divergence of (p_x, p_y), the adjoint of the forward gradient."""
@@ -179,19 +231,34 @@ def image_gradient(image: torch.Tensor) -> torch.Tensor:
     return torch.cat([grad_x, grad_y], dim=1)
 
 
+def _target_coordinates(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x + u and y + v: where each pixel's flow lands, in pixels (B, H, W) each."""
+    height, width = flow.shape[-2:]
+    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
+    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
+    return xs + flow[:, 0], ys + flow[:, 1]
+
+
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Sample `image` at x + flow(x), bicubic with replicated borders.
 
     Bicubic as in OpenCV's TV-L1: bilinear warping smooths the warped image and its gradients, which
     cost about 0.08 pixels of end-point error on Middlebury Grove2.
     """
-    batch, _, height, width = flow.shape
-    ys = torch.arange(height, device=flow.device, dtype=flow.dtype).view(1, height, 1)
-    xs = torch.arange(width, device=flow.device, dtype=flow.dtype).view(1, 1, width)
-    grid_x = (xs + flow[:, 0]) * (2.0 / max(width - 1, 1)) - 1.0
-    grid_y = (ys + flow[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
+    height, width = flow.shape[-2:]
+    target_x, target_y = _target_coordinates(flow)
+    grid_x = target_x * (2.0 / max(width - 1, 1)) - 1.0
+    grid_y = target_y * (2.0 / max(height - 1, 1)) - 1.0
     grid = torch.stack([grid_x, grid_y], dim=-1)
     return F.grid_sample(image, grid, mode="bicubic", padding_mode="border", align_corners=True)
+
+
+def lands_inside(flow: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) float: 1 where x + flow(x) is inside the image (pixel centres, borders included), else 0."""
+    height, width = flow.shape[-2:]
+    target_x, target_y = _target_coordinates(flow)
+    inside = (target_x >= 0) & (target_x <= width - 1) & (target_y >= 0) & (target_y <= height - 1)
+    return inside.unsqueeze(1).to(flow.dtype)
 
 
 def median_filter(flow: torch.Tensor, size: int) -> torch.Tensor:
