@@ -112,9 +112,6 @@ class Memory:
     centroids: list[torch.Tensor] = field(default_factory=list)  # each (B, 2): x, y in feature cells
     present: list[torch.Tensor] = field(default_factory=list)  # each (B,) float 0/1
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
     def flat_keys(self) -> torch.Tensor:
         """(b, C_k, T*h*w): every memory position."""
         return torch.stack(self.keys, dim=2).flatten(2)
@@ -314,6 +311,9 @@ class TSNModel(nn.Module):
         self.pixel_block = ResBlock(2 * value_channels, value_channels)
         self.instance = InstanceStream(value_channels, arch["kernel_dim"]) if self.has_instance else None
         self.routing = nn.Conv2d(1, 1, 1) if self.has_instance else None
+        if self.routing is not None:  # W = 0.5 at the start: both streams count equally until trained
+            nn.init.zeros_(self.routing.weight)
+            nn.init.zeros_(self.routing.bias)
         self.decoder = Decoder(value_channels, (level_channels[LEVEL_8], level_channels[LEVEL_4]), arch["decoder_channels"])
 
     def pretrained_parameter_names(self) -> set[str]:
