@@ -318,6 +318,20 @@ def test_import_models_unpacks_a_verified_bundle(bundle, tmp_path) -> None:
     assert not (tmp_path / "refused").exists()
 
 
+def test_import_models_checks_single_checkpoints_against_their_places(trained, tmp_path) -> None:
+    from fusionseg.models.bundle import FlowConvention, import_models
+
+    models = {name: trained / "run" / "models" / f"{name}.pt" for name in ("appearance", "motion", "fusion")}
+    flow = FlowConvention("tvl1", {}, "per_frame", None)
+    provenance = import_models(tmp_path / "imported", flow, checkpoints=models)
+    assert provenance["bundle_sha256"] is None
+    assert provenance["checkpoint_sha256"]["fusion"] == file_sha256(tmp_path / "imported" / "fusion.pt") == file_sha256(models["fusion"])
+    swapped = {**models, "appearance": models["motion"]}
+    with pytest.raises(InputError, match=r"motion\.pt: holds a checkpoint of the motion stream .* appearance model's place"):
+        import_models(tmp_path / "swapped", flow, checkpoints=swapped)
+    assert not (tmp_path / "swapped").exists()
+
+
 def test_missing_default_bundle_says_how_to_get_one(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(bundle_module, "default_bundle_path", lambda: tmp_path / "davis-cpu.zip")
     clip = tmp_path / "frames"
