@@ -332,6 +332,17 @@ def test_import_models_checks_single_checkpoints_against_their_places(trained, t
     assert not (tmp_path / "swapped").exists()
 
 
+def test_shipped_bundle_is_checked_and_says_its_terms() -> None:
+    path = bundle_module.default_bundle_path()
+    if not path.is_file():
+        pytest.skip(f"{path} not built yet (fusionseg/bundles/README.md says how)")
+    shipped = read_bundle(path)
+    assert path.stat().st_size < 20e6
+    assert "CC BY-NC" in shipped.manifest["licence"]
+    assert shipped.max_side == 427 and shipped.flow.method == "tvl1"
+    assert shipped.manifest["scores"]["summary"]
+
+
 def test_missing_default_bundle_says_how_to_get_one(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(bundle_module, "default_bundle_path", lambda: tmp_path / "davis-cpu.zip")
     clip = tmp_path / "frames"
