@@ -15,7 +15,7 @@ from fusionseg.cli import main
 from fusionseg.datasets.synthetic import SynthParams, render_clip, write_clip
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.infer.probs import read_object_ids, read_probs, read_probs_attrs, write_probs
-from fusionseg.io import write_image, write_mask
+from fusionseg.io import write_image, write_labels, write_mask
 from fusionseg.models.checkpoint import read_checkpoint, save_checkpoint
 from fusionseg.models.fusion import FusionModel
 from fusionseg.train import loop
@@ -308,6 +308,10 @@ def test_missing_first_frame_mask_is_an_error_naming_the_folder(trained, tmp_pat
         infer_tsn(model_path, frames_dir, tmp_path / "probs.h5")
     write_mask(tmp_path / "root" / "Annotations" / "480p" / "bare" / "00000.png", np.zeros((32, 32), bool))
     with pytest.raises(InputError, match="00000.png: the first annotated mask is empty"):
+        infer_tsn(model_path, frames_dir, tmp_path / "probs.h5")
+    blurred = (np.arange(32 * 32).reshape(32, 32) % 250).astype(np.uint8)  # grey levels, as an anti-aliased mask
+    write_labels(tmp_path / "root" / "Annotations" / "480p" / "bare" / "00000.png", blurred)
+    with pytest.raises(InputError, match="too many for object ids"):
         infer_tsn(model_path, frames_dir, tmp_path / "probs.h5")
     assert not (tmp_path / "probs.h5").exists()
 

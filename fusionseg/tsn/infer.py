@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 SEED_THRESHOLD = 0.5
 # An automatic seed mask must cover at least this share of the frame.
 MIN_SEED_AREA = 0.001
+# More ids than this in a first mask means grey levels (an anti-aliased mask), not objects.
+MAX_OBJECTS = 50
 ROUTING_NOTE = (
     "routing map W at stride 16: weight of the instance stream (1 - W: the pixel stream); on the seed "
     "frame, computed with that frame itself in memory"
@@ -76,6 +78,11 @@ def ground_truth_seed(sequence: Sequence, frame_shape: tuple[int, int]) -> Seed:
     ids = object_ids(labels)
     if not ids:
         raise InputError(f"{masks[first]}: the first annotated mask is empty; there is no object to propagate")
+    if len(ids) > MAX_OBJECTS:
+        raise InputError(
+            f"{masks[first]}: {len(ids)} distinct mask values, too many for object ids (an anti-aliased mask? "
+            "extract it with --mask-threshold)"
+        )
     return Seed(first, labels, ids, f"ground truth {masks[first]}")
 
 
