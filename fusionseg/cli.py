@@ -8,17 +8,16 @@ that `fusionseg --help` stays fast. Errors the user can fix print one line namin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.util
 import logging
 import os
 import signal
 import sys
-from typing import Iterator
 
 from fusionseg import __version__
 from fusionseg.errors import FusionSegError
+from fusionseg.signals import Terminated, signals_as_exceptions
 
 # Pipeline order; it is also the order of the subcommands in --help.
 STAGES = ("datasets", "flow", "models", "train", "infer", "tsn", "segflow", "bootstrap", "shards", "baselines", "metrics", "report", "segment")
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(args, "handler", None) or (_validate_config if args.command == "validate-config" else None)
     failure = None
     try:
-        with _terminate_as_exception():
+        with signals_as_exceptions():
             handler(args)
     except FusionSegError as exc:
         failure, status = f"error: {_one_line(str(exc))}", 2
@@ -80,27 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fusionseg {args.command}: {failure}", file=sys.stderr)
         return status
     return 0
-
-
-class Terminated(BaseException):
-    """SIGTERM (a scheduler cancelling the job), raised so that temporary outputs are removed."""
-
-
-@contextlib.contextmanager
-def _terminate_as_exception() -> Iterator[None]:
-    """Python dies on SIGTERM without unwinding; raise `Terminated` instead while a step runs."""
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _describe_os_error(exc: OSError) -> str:

@@ -16,6 +16,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -161,26 +162,29 @@ def _default_permissions(path: Path, mode: int) -> None:
 def hdf5_output(path: PathLike) -> Iterator[h5py.File]:
     """A new HDF5 file, open for writing, that appears at `path` only when the block succeeds.
 
-    HDF5 writes through a Python file object that keeps the first write error and accepts the rest:
-    an HDF5 file that cannot be flushed would stay open inside the library and crash the interpreter
-    at exit. The error is raised once HDF5 has closed the file, as an OutputError naming `path`.
+    HDF5 writes through a Python file object that never lets an exception reach the library: an
+    exception raised into its I/O, or a file it cannot flush, leaves the library in a state that
+    crashes the interpreter. A write failure (a full disk) is raised once HDF5 has closed the file, as
+    an OutputError naming `path`; signals are kept out of HDF5 (`_signals_kept_out`).
     """
     import h5py
 
     with atomic_file(path) as tmp, open(tmp, "w+b") as raw:
-        sink = _FirstWriteError(raw)
-        with h5py.File(sink, "w") as handle:
-            yield handle
-        sink.raise_first()
+        sink = _FirstFailure(raw)
+        with _signals_kept_out(sink):
+            with h5py.File(sink, "w") as handle:
+                yield handle
+            sink.raise_first()
 
 
-class _FirstWriteError(io.RawIOBase):
-    """A file object for h5py that records its first OSError on writing and ignores later writes."""
+class _FirstFailure(io.RawIOBase):
+    """A file object for h5py that records the first exception of any operation on it and turns the
+    operations after it into no-ops, so that HDF5 can always close the file."""
 
     def __init__(self, raw: io.BufferedRandom) -> None:
         super().__init__()
         self.raw = raw
-        self.error: OSError | None = None
+        self.failure: BaseException | None = None
 
     def readable(self) -> bool:
         return True
@@ -192,37 +196,93 @@ class _FirstWriteError(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self.raw.seek(offset, whence)
+        return self._guarded(self.raw.seek, offset, whence, otherwise=offset)
 
     def tell(self) -> int:
-        return self.raw.tell()
+        return self._guarded(self.raw.tell, otherwise=0)
 
     def readinto(self, buffer: Any) -> int:
-        return self.raw.readinto(buffer)
+        return self._guarded(self.raw.readinto, buffer, otherwise=memoryview(buffer).nbytes)
 
     def write(self, data: Any) -> int:
         size = memoryview(data).nbytes
-        self._guarded(self.raw.write, data)
+        self._guarded(self.raw.write, data, otherwise=size)
         return size
 
     def truncate(self, size: int | None = None) -> int:
-        self._guarded(self.raw.truncate, size)
-        return self.raw.tell() if size is None else size
+        return self._guarded(self.raw.truncate, size, otherwise=size or 0)
 
     def flush(self) -> None:
-        self._guarded(self.raw.flush)
+        self._guarded(self.raw.flush, otherwise=None)
 
-    def _guarded(self, operation, *args: Any) -> None:
-        if self.error is None:
-            try:
-                operation(*args)
-            except OSError as exc:
-                self.error = exc
+    def _guarded(self, operation, *args: Any, otherwise: Any) -> Any:
+        try:
+            if self.failure is None:
+                return operation(*args)
+        except BaseException as exc:  # whatever it is, HDF5 must not see it
+            self.fail(exc)
+        return otherwise
+
+    def fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
 
     def raise_first(self) -> None:
         self.flush()
-        if self.error is not None:
-            raise self.error
+        if self.failure is not None:
+            raise self.failure
+
+
+_SINK_CODE = {member.__code__ for member in vars(_FirstFailure).values() if hasattr(member, "__code__")}
+
+
+@contextlib.contextmanager
+def _signals_kept_out(sink: _FirstFailure) -> Iterator[None]:
+    """While the block runs, the exception of a Ctrl-C or SIGTERM (what their Python handlers raise)
+    never enters HDF5. It is always kept as the sink's failure (HDF5 ends on no-ops; it is raised when
+    the file is closed, should this one be lost); raised where it arrives when that is the caller's
+    code; held back while `hdf5_output` opens or closes the file; and, when it arrives inside the
+    sink's I/O, held back and the signal sent again in a moment, most likely outside it."""
+    from fusionseg.signals import send_soon
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {signum: handler for signum, handler in previous.items() if callable(handler)}
+    opening_closing = hdf5_output.__wrapped__.__code__
+    sent_again = []
+
+    def keep_out(signum: int, frame: Any) -> None:
+        try:
+            handlers[signum](signum, frame)
+        except BaseException as exc:
+            sink.fail(exc)
+            running = _codes_on_stack(frame)
+            if opening_closing in running:
+                return
+            if running & _SINK_CODE:
+                sent_again.append(send_soon(signum))
+                return
+            raise
+
+    try:
+        for signum in handlers:
+            signal.signal(signum, keep_out)
+    except ValueError:  # not the main thread: its signals are not ours to handle
+        handlers = {}
+    try:
+        yield
+    finally:
+        for cancel in sent_again:  # the file is closed: the sink's failure, raised now, is that signal
+            cancel.set()
+        for signum in handlers:
+            signal.signal(signum, previous[signum])
+
+
+def _codes_on_stack(frame: Any) -> set:
+    codes = set()
+    while frame is not None:
+        codes.add(frame.f_code)
+        frame = frame.f_back
+    return codes
 
 
 def read_hdf5(dataset: h5py.Dataset, selection: Any, path: PathLike, kind: str) -> np.ndarray:

@@ -355,10 +355,50 @@ def test_ctrl_c_during_training_keeps_only_the_resume_file(inputs: Path, tmp_pat
     params = json.dumps({"iterations": 100000, "batch_size": 1, "checkpoint_every": 1})
     argv = ["train-fusion", "--frames", frames, "--appearance-probs", probs, "--motion-probs", probs,
             "--out", str(tmp_path / "fusion.pt"), "--params", params, "--device", "cpu"]  # fmt: skip
-    run = interrupt_when(argv, tmp_path, "fusion.pt.resume.pt", signal.SIGINT)
+    run = interrupt_when(argv, tmp_path, "fusion.pt.log.csv", signal.SIGINT)  # written after the resume file
     assert run.returncode == 130
     check_one_line(run.stderr, "train-fusion", "interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fusion.pt.log.csv", "fusion.pt.resume.pt"]
+
+
+SIGNAL_INSIDE_HDF5_IO = """
+import signal, sys
+import fusionseg.io as io
+
+class CtrlCOnThirdWrite:  # a file whose third write gets a Ctrl-C: its handler runs inside HDF5's I/O
+    def __init__(self, raw):
+        self.raw, self.writes = raw, 0
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+    def write(self, data):
+        self.writes += 1
+        if self.writes == 3:
+            try:
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, sys._getframe())
+            except KeyboardInterrupt:
+                print("raised inside HDF5's I/O", file=sys.stderr)
+        return self.raw.write(data)
+
+sink_init = io._FirstFailure.__init__
+io._FirstFailure.__init__ = lambda self, raw: sink_init(self, CtrlCOnThirdWrite(raw))
+from fusionseg.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_inside_hdf5_io_waits_until_hdf5_returns(inputs: Path, tmp_path: Path) -> None:
+    """A KeyboardInterrupt raised into HDF5's I/O can crash the interpreter: it must wait for HDF5 to
+    return (the signal is sent again), and is raised at the latest when the file is closed."""
+    frames = str(inputs / "frames" / "JPEGImages" / "480p" / "clip")
+    argv = ["compute-flow", "--frames", frames, "--out", str(tmp_path / "clip.h5"), "--method", "dis"]
+    command = [sys.executable, "-X", "faulthandler", "-c", SIGNAL_INSIDE_HDF5_IO, *argv]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 130, run.stderr[-2000:]
+    assert "raised inside HDF5's I/O" not in run.stderr and "Exception ignored" not in run.stderr
+    check_one_line(run.stderr, "compute-flow", "interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 # ---- extract-frames: one atomic publication ----------------------------------------------------------
