@@ -350,12 +350,3 @@ def test_frozen_stages_get_no_gradient_and_keep_batchnorm_statistics():
     assert all(p.grad is not None for m in free for p in m.parameters())
     assert torch.equal(model.backbone._bn0.running_mean, before) and not model.backbone._bn0.training
     assert model.backbone._blocks[3]._bn1.training
-
-
-def test_cpu_autocast_keeps_depthwise_convolutions_in_float32():
-    block = EfficientNetLite0(dilated=True)._blocks[12].eval()
-    x = torch.rand(1, 192, 9, 9)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        expanded = conv_bn(block._expand_conv, block._bn0, x)
-        depthwise = conv_bn(block._depthwise_conv, block._bn1, expanded)
-    assert expanded.dtype == torch.bfloat16 and depthwise.dtype == torch.float32

@@ -10,6 +10,8 @@ extra pixel goes bottom/right); `SamePadConv2d` reproduces it, which the ImageNe
 
 With `dilated=True` the last two stride-2 stages (the 4th and 6th) keep stride 1 and dilate their
 depthwise convolutions by 2 and 4 instead, so the feature map has output stride 8 (DeepLab style).
+On the CPU, `features` runs those stages on the map's phases, where the same convolutions are
+undilated and several times faster (`fusionseg.models.layers.PhaseLayout`); the values are the same.
 """
 
 from __future__ import annotations

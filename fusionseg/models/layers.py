@@ -40,11 +40,6 @@ def convolve(
 ) -> torch.Tensor:
     """`conv` applied to `x` with the given weights (its own padding rule included). With `on_phases`
     (a stride-1 convolution whose dilation the phase layout of `x` has absorbed) it runs undilated."""
-    if conv.groups > 1 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        # oneDNN's bfloat16 depthwise convolution is slower than its float32 one (backward to the
-        # weights 5x): under CPU autocast only the matrix-multiply convolutions use bfloat16.
-        with torch.autocast("cpu", enabled=False):
-            return convolve(conv, x.float(), weight.float(), None if bias is None else bias.float(), on_phases)
     if on_phases:
         padding = tuple((k - 1) // 2 for k in conv.kernel_size)
         return F.conv2d(x, weight, bias, 1, padding, 1, conv.groups)

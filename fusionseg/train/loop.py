@@ -69,14 +69,12 @@ class Trainer:
         self.data_identity = dict(data_identity or {})
         self.out = Path(out)
         self.device = device
-        # CUDA: float16 autocast with loss scaling (`amp`); CPU: bfloat16 autocast, only when asked
-        # for (`amp_cpu`: it changes the numbers, and sections without the key keep float32).
-        self.use_amp = params["amp"] if device.type == "cuda" else params.get("amp_cpu", False)
+        self.use_amp = device.type == "cuda" and params["amp"]
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = optimizer or torch.optim.SGD(
             trainable, lr=params["lr"], momentum=params["momentum"], weight_decay=params["weight_decay"]
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.iteration = 0
         self.rows: list[dict] = []
 
