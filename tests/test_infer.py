@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from fusionseg.cli import main
+from fusionseg.datasets.layout import numbered_images
 from fusionseg.errors import InputError
 from fusionseg.infer import read_probs, read_probs_attrs, write_probs
 from fusionseg.infer.masks import write_masks
-from fusionseg.infer.run import infer_joint, infer_stream, numbered_images
+from fusionseg.infer.run import infer_joint, infer_stream
 from fusionseg.io import read_mask, write_image
 from fusionseg.models import FusionModel, StreamModel, file_sha256, save_checkpoint
 from fusionseg.models.fusion import log_probabilities

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fusionseg.datasets.layout import numbered_images  # noqa: F401  (imported from here by segment)
 from fusionseg.errors import InputError
 from fusionseg.infer.probs import read_probs, write_probs
 from fusionseg.io import read_image
