@@ -6,7 +6,7 @@ keys (C_k channels) and values (C_v channels) are read. For one object (B = obje
 
   key encoder   backbone pyramid -> key K (C_k), feature F^t (C_v), skips at strides 8 and 4
   value encoder backbone on frame + mask (4 channels), fused with the key encoder's stride-16
-                features -> V (C_v)
+                features and the mask at stride 16 -> V (C_v)
   pixel stream  A = softmax over memory of -||k_q - k_m||^2 / sqrt(C_k) (top-k at inference),
                 R_V = V_M A, F_pix = ResBlock([R_V, F^t])
   instance      E_init attends to the value tokens of each reference frame n (3 transformer
@@ -200,18 +200,25 @@ class KeyEncoder(nn.Module):
 
 
 class ValueEncoder(nn.Module):
-    """A second backbone on RGB + mask: its first convolution gains a mask input."""
+    """A second backbone on RGB + mask (its first convolution gains a mask input), fused with the key
+    encoder's features of the frame and the mask itself at stride 16.
+
+    The mask also enters at stride 16 because frozen ImageNet layers pass the stem's mask signal on
+    unevenly: in flat regions it fades, and a decoder reading such values segments by appearance
+    instead of by memory (measured on synthetic clips of textured and flat objects).
+    """
 
     def __init__(self, backbone: str, weights: str, key_level_channels: int, value_channels: int) -> None:
         super().__init__()
         self.backbone = build_backbone(backbone, weights, dilated=False)
         self.stem = _add_stem_input(self.backbone)
         channels = self.backbone.pyramid_channels[LEVEL_16]
-        self.fuse = ResBlock(channels + key_level_channels, value_channels)
+        self.fuse = ResBlock(channels + key_level_channels + 1, value_channels)
 
     def forward(self, normalised: torch.Tensor, masks: torch.Tensor, key_level16: torch.Tensor) -> torch.Tensor:
         level16 = self.backbone.pyramid(torch.cat([normalised, masks], dim=1))[LEVEL_16]
-        return self.fuse(torch.cat([level16, key_level16], dim=1))
+        small = F.interpolate(masks, size=level16.shape[-2:], mode="area")
+        return self.fuse(torch.cat([level16, key_level16, small], dim=1))
 
 
 def _add_stem_input(backbone: nn.Module) -> str:
