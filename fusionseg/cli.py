@@ -56,6 +56,10 @@ def _validate_config(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one step; what goes wrong prints one line (exit 2: bad input or config, 1: the machine,
     130: Ctrl-C, 143: terminated), and outputs under way are removed as the error unwinds."""
+    # Before any step imports torch: idle OpenMP threads sleep instead of spinning, unless the caller
+    # chose. On cores shared with other jobs spinning made training 2-3x and TV-L1 many-fold slower
+    # (benchmarks/results/models.md, benchmarks/results/segment.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -287,7 +287,7 @@ def test_cli_trains_appearance_and_reports_bad_params(tmp_path, capsys, monkeypa
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     assert main(["train-appearance", "--frames", str(frames), "--out", str(out), "--params", params, "--threads", "1", "--device", "cpu"]) == 0
     assert read_checkpoint(out)["arch"]["stream"] == "appearance"
-    # idle OpenMP threads sleep in training processes (and their loader workers), unless the caller chose
+    # idle OpenMP threads sleep in every fusionseg step (and its loader workers), unless the caller chose
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert main(["train-appearance", "--frames", str(frames), "--out", str(out), "--params", '{"iters": 2}']) == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -90,10 +89,6 @@ def _register_import(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _segment(args: argparse.Namespace) -> None:
-    # Before torch starts OpenMP: spinning idle threads slow every parallel region many-fold as soon as
-    # other programs share the cores (TV-L1 at 427x181, 2 threads, machine load 8: 37 s per pair
-    # spinning, 1.1 s passive). A value the user set wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from fusionseg.models.bundle import default_bundle, read_bundle
     from fusionseg.segment.pipeline import SegmentOptions, segment_sources
     from fusionseg.segment.sources import find_sources

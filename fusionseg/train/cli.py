@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from fusionseg.devices import DEVICES
@@ -40,13 +39,6 @@ def _common_options(parser: argparse.ArgumentParser, section: str) -> None:
     parser.add_argument("--device", choices=DEVICES, help="overrides the section's device")
 
 
-def _sleeping_idle_threads() -> None:
-    """Idle OpenMP threads sleep instead of spinning, unless the caller chose: on a machine shared with
-    other jobs, spinning made training iterations 2-3x slower (benchmarks/results/models.md). OpenMP
-    reads this when torch loads, so handlers call it before importing anything that imports torch."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def _params(args: argparse.Namespace, section: str) -> dict:
     import torch
 
@@ -61,7 +53,6 @@ def _params(args: argparse.Namespace, section: str) -> dict:
 
 
 def _train_appearance(args: argparse.Namespace) -> None:
-    _sleeping_idle_threads()
     from fusionseg.datasets.image_cache import ImageMaskSamples
     from fusionseg.errors import InputError
     from fusionseg.train.data import AnnotatedFrames, ConcatSources
@@ -75,7 +66,6 @@ def _train_appearance(args: argparse.Namespace) -> None:
 
 
 def _train_motion(args: argparse.Namespace) -> None:
-    _sleeping_idle_threads()
     from fusionseg.errors import InputError
     from fusionseg.train.data import AnnotatedFrames, ConcatSources, ShardSamples
     from fusionseg.train.streams import train_stream
@@ -91,7 +81,6 @@ def _train_motion(args: argparse.Namespace) -> None:
 
 
 def _train_fusion(args: argparse.Namespace) -> None:
-    _sleeping_idle_threads()
     from fusionseg.train.streams import FusionData, train_fusion
 
     params = _params(args, "fusion")
