@@ -179,6 +179,17 @@ def test_opencv_backends_recover_translation(method: str) -> None:
     assert interior_epe(flow, truth) < 0.5
 
 
+def test_opencv_tvl1_keeps_its_pyramid_after_a_small_pair() -> None:
+    """OpenCV's DualTVL1 lowers its scale count for good after a small image; the backend must not
+    carry that over to the next pair (the benchmark scores pairs of many sizes with one backend)."""
+    big = [np.clip(im, 0, 255).astype(np.uint8) for im in translation_pair(1.0, -1.0)]
+    small = [im[:12, :16].copy() for im in big]
+    backend = make_backend("tvl1-opencv", {}, "cpu")
+    first = backend([big[0]], [big[1]])
+    backend([small[0]], [small[1]])
+    np.testing.assert_array_equal(backend([big[0]], [big[1]]), first)
+
+
 def test_params_are_validated_and_filled() -> None:
     params = method_params("tvl1", '{"warps": 3}')
     assert params["warps"] == 3 and params["iterations"] == TVL1Params().iterations

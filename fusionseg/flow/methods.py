@@ -96,10 +96,15 @@ def _farneback_pair(params: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarr
 def _opencv_tvl1_pair(params: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     import cv2
 
-    solver = cv2.optflow.DualTVL1OpticalFlow_create(
-        scaleStep=params["scale_step"], nscales=params["nscales"], warps=params["warps"]
-    )
-    return lambda a, b: solver.calc(a, b, None)
+    def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        # A fresh solver per pair: calc() lowers the solver's own scale count for good when an image
+        # is too small for it (a 96x128 pair leaves nscales at 3), which would shorten every later pyramid.
+        solver = cv2.optflow.DualTVL1OpticalFlow_create(
+            scaleStep=params["scale_step"], nscales=params["nscales"], warps=params["warps"]
+        )
+        return solver.calc(a, b, None)
+
+    return run
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:
