@@ -152,7 +152,6 @@ def test_joint_batches_alternate_and_depend_only_on_seed_and_iteration(clips):
 def test_flow_augmentation_keeps_the_flow_exact(clips):
     """A flipped, rescaled crop of a synthetic pair still carries that pair's exact flow."""
     source = FlowClips(clips[:1])
-    frame0, frame1, flow, _ = source[0]
     params = _params(scale_range=[2.0, 2.0], hflip=True, crop_size=64)
     batches = JointBatches(None, source, params)
     for iteration in range(4):
