@@ -18,7 +18,7 @@ import yaml
 from fusionseg.datasets.catalog import IMAGE_LAYOUTS
 from fusionseg.errors import ConfigError, FusionSegError
 
-ROLES = ("appearance_train", "weak_video", "fusion_train", "benchmark", "validation", "segment")
+ROLES = ("appearance_train", "weak_video", "fusion_train", "flow_train", "benchmark", "validation", "segment")
 # Roles whose sequences are scored: the benchmark, and the validation split that settings are chosen on.
 SCORED_ROLES = ("benchmark", "validation")
 SYSTEMS = ("fusionseg", "tsn", "segflow")
@@ -72,7 +72,21 @@ def check_config(config: dict, source: str = "config") -> dict:
     config = copy.deepcopy(config)
     validate_schema(config, source)
     check_roles(config, source)
+    check_systems(config, source)
     return config
+
+
+def check_systems(config: dict, source: str = "config") -> None:
+    """TSN and SegFlow train in the workflow: they need annotated video, and SegFlow flow with ground truth."""
+    roles = config["roles"]
+    for system in ("tsn", "segflow"):
+        if system in config["systems"] and not roles["appearance_train"]:
+            raise ConfigError(f"{source}: systems: {system} trains on roles.appearance_train, which is empty")
+    if "segflow" in config["systems"] and not (roles["flow_train"] or config["segflow"]["flow_pairs"]):
+        raise ConfigError(
+            f"{source}: systems: segflow needs flow with ground truth: synthetic clips in roles.flow_train "
+            f"or real pairs in segflow.flow_pairs"
+        )
 
 
 def validate_schema(config: dict, source: str = "config") -> None:
@@ -113,6 +127,11 @@ def check_roles(config: dict, source: str = "config") -> None:
             if entry["dataset"] not in config["datasets"]:
                 raise ConfigError(f"{source}: roles.{role}: dataset '{entry['dataset']}' is not declared under datasets")
             layout = config["datasets"][entry["dataset"]]["layout"]
+            if role == "flow_train" and layout != "synthetic":
+                raise ConfigError(
+                    f"{source}: roles.flow_train: dataset '{entry['dataset']}' has layout '{layout}': flow training "
+                    f"needs exact ground-truth flow, which only synthetic clips have (real pairs: segflow.flow_pairs)"
+                )
             if role != "appearance_train" and layout in IMAGE_LAYOUTS:
                 raise ConfigError(
                     f"{source}: roles.{role}: dataset '{entry['dataset']}' has layout '{layout}' (still images, no "

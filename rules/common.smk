@@ -29,9 +29,15 @@ OUT = config["out_dir"].rstrip("/")
 RES = config["resources"]
 SYSTEMS = config["systems"]
 # The methods each system adds to the summary. Semi-supervised ones are given the first annotated mask.
-SYSTEM_METHODS = {"fusionseg": ("flow-th", "flow-sal", "appearance", "motion", "joint")}
-SEMI_SUPERVISED_METHODS = ()
-METHODS = [method for system in SYSTEMS for method in SYSTEM_METHODS.get(system, ())]
+# TSN with FusionSeg adds Ours-Joint+TSN (joint-tsn): TSN propagating an Ours-Joint mask, no ground truth.
+SYSTEM_METHODS = {
+    "fusionseg": ("flow-th", "flow-sal", "appearance", "motion", "joint"),
+    "tsn": ("tsn", *(["tsn-pixel"] if config["tsn"]["ablation"] else []), *(["joint-tsn"] if "fusionseg" in SYSTEMS else [])),
+    "segflow": ("segflow", *(["segflow-online"] if config["segflow"]["online"] else [])),
+}
+SEMI_SUPERVISED_METHODS = ("tsn", "tsn-pixel", "segflow-online")
+METHODS = [method for system in SYSTEMS for method in SYSTEM_METHODS[system]]
+SEGFLOW_MODEL = f"{OUT}/models/segflow.pt"
 
 # Rules call `fusionseg <step>`, a shell function running `-m fusionseg` with the Python that runs
 # Snakemake (so a virtual environment's snakemake works without activating it), except where each job
@@ -94,6 +100,11 @@ def method_pairs(method: str, role: str = "benchmark") -> list[tuple[str, str]]:
     return SEMI_PAIRS[role] if method in SEMI_SUPERVISED_METHODS else SCORED_PAIRS[role]
 
 
+def scored_pairs_of(method: str) -> list[tuple[str, str]]:
+    """Every (dataset, sequence) pair `method` is run on, over all scored roles."""
+    return list(dict.fromkeys(p for role in SCORED_PAIRS for p in method_pairs(method, role)))
+
+
 def method_datasets(method: str, role: str = "benchmark") -> list[str]:
     return list(dict.fromkeys(dataset for dataset, _ in method_pairs(method, role)))
 
@@ -121,6 +132,11 @@ def flow_rgb_dir(dataset: str, seq: str) -> str:
 
 def probs_h5(stream: str, dataset: str, seq: str) -> str:
     return f"{OUT}/probs/{stream}/{dataset}/{seq}.h5"
+
+
+def routing_h5(dataset: str, seq: str) -> str:
+    """TSN's routing map per frame (infer_tsn), shown in the report."""
+    return f"{OUT}/probs/tsn-routing/{dataset}/{seq}.h5"
 
 
 def masks_dir(method: str, dataset: str, seq: str) -> str:
@@ -320,6 +336,8 @@ def report_input_flags(wildcards, input) -> str:
         flags.append(f"--flow-rgb-root {Path(input.flow_rgb[0]).parents[1]}")
     if input.masks:
         flags.append(f"--masks-root {Path(input.masks[0]).parents[2]}")
+    if input.routing:
+        flags.append(f"--routing-root {Path(input.routing[0]).parents[1]}")
     return " ".join(flags)
 
 

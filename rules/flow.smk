@@ -1,17 +1,23 @@
 """Optical flow: raw float flow per sequence (GPU when present), then its Middlebury colour coding."""
 
 FLOW_METHOD = config["flow"]["method"]
+FLOW_OPTIONS = dict(config["flow"].get(FLOW_METHOD.replace("-", "_"), {}))
+# flow.method segflow without a model of its own: the flow branch of the SegFlow trained here.
+FLOW_MODEL = [SEGFLOW_MODEL] if FLOW_METHOD == "segflow" and not FLOW_OPTIONS.get("model") else []
+if FLOW_MODEL:
+    FLOW_OPTIONS["model"] = SEGFLOW_MODEL
 
 
 rule compute_flow:
     input:
         frames=frames_dir("{dataset}", "{seq}"),
+        model=FLOW_MODEL,
     output:
         flow_h5("{dataset}", "{seq}"),
     params:
         method=FLOW_METHOD,
         # Only the chosen method's own section: tuning another method must not rerun this one.
-        options=as_json(config["flow"].get(FLOW_METHOD.replace("-", "_"), {})),
+        options=as_json(FLOW_OPTIONS),
         device=config["flow"]["device"],
         batch_size=config["flow"]["batch_size"],
     log:

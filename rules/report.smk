@@ -62,6 +62,7 @@ rule render_report:
         segment=each(segment_dir, SEGMENT_PAIRS),
         masks=[each(masks_dir, method_pairs(method), method) for method in METHODS],
         flow_rgb=each(flow_rgb_dir, BENCHMARK_PAIRS),
+        routing=each(routing_h5, method_pairs("tsn")) if "tsn" in METHODS else [],
     output:
         report(REPORT_HTML, caption="../report/report.rst", category="Results"),
     params:

@@ -35,13 +35,17 @@ def test_davis_cpu_plans_the_whole_dag_with_disjoint_roles(tmp_path, shared_data
     config = with_roots(config, {n: (REPO / e["root"]).resolve() for n, e in config["datasets"].items() if "root" in e})
     checked = check_config(config)
     benchmark = set(role_sequences(checked, "benchmark"))
-    assert {seq for _, seq in benchmark} == {"blackswan", "car-shadow", "motocross-jump", "bmx"}
+    assert {seq for _, seq in benchmark} == {"blackswan", "car-shadow", "dog", "kite-surf", "libby", "motocross-jump", "bmx"}
     for role in (r for r in ROLES if r != "benchmark"):
         assert not {seq for _, seq in role_sequences(checked, role)} & {seq for _, seq in benchmark}, role
     write_config(tmp_path, config)
     jobs = job_counts(dry_run(tmp_path))
-    assert EVERY_STEP <= set(jobs)
-    assert jobs["extract_frames"] == 8 and jobs["score"] == 10  # 5 methods x 2 benchmark datasets
+    assert EVERY_STEP | {"train_tsn", "infer_tsn", "infer_joint_tsn", "train_segflow", "infer_segflow"} <= set(jobs)
+    # 30 DAVIS train sequences (15 appearance, 10 weak, 5 fusion = validation) and 7 benchmark sequences.
+    assert jobs["extract_frames"] == 37 and jobs["synth_frames"] == 16
+    # 10 methods (5 FusionSeg, TSN, its pixel-stream ablation, Ours-Joint+TSN, SegFlow, SegFlow-online)
+    # on 2 benchmark datasets, and on the validation split; TSN with and without the instance stream.
+    assert jobs["score"] == 20 and jobs["score_validation"] == 10 and jobs["train_tsn"] == 2
 
 
 def make_cluster_tree(base: Path, config: dict) -> dict[str, Path]:

@@ -22,6 +22,11 @@ METHOD_LABELS = {
     "appearance": "Ours-A",
     "motion": "Ours-M",
     "joint": "Ours-Joint",
+    "joint-tsn": "Ours-Joint+TSN",
+    "segflow": "SegFlow",
+    "tsn": "TSN",
+    "tsn-pixel": "TSN (pixel stream)",
+    "segflow-online": "SegFlow-online",
 }
 STATISTICS = ["J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay"]
 WIDE_MEASURES = [("J&F", "JF_mean"), ("J", "J_mean"), ("F", "F_mean"), ("avg IoU", "avg_iou")]

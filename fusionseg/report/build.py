@@ -1,9 +1,9 @@
 """Assemble the report from whatever results are given; every section is optional except the summary.
 
 Sections: summary (paper layout), per-sequence J charts and table, overlay strips (frame, flow,
-Ours-A, Ours-M, Ours-Joint, ground truth) for every scored sequence, bootstrap funnel and
-pseudo-label quality, flow end-point error, sequence roles (and sequences in several roles), and
-per-rule time and memory from Snakemake benchmark files.
+Ours-A, Ours-M, Ours-Joint and the other systems' masks, ground truth) for every scored sequence, TSN's
+routing maps, bootstrap funnel and pseudo-label quality, flow end-point error, sequence roles (and
+sequences in several roles), and per-rule time and memory from Snakemake benchmark files.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from fusionseg.metrics.summary import read_scores, read_summary
 from fusionseg.report import figures
 from fusionseg.report.html import escape, image_tag, page, table
 
-OVERLAY_METHODS = [("appearance", "Ours-A"), ("motion", "Ours-M"), ("joint", "Ours-Joint")]
+# Strip columns, where the run has the method's masks (TSN's ablation and SegFlow-online left out: width).
+OVERLAY_METHODS = [
+    ("appearance", "Ours-A"), ("motion", "Ours-M"), ("joint", "Ours-Joint"), ("joint-tsn", "Ours-Joint+TSN"),
+    ("tsn", "TSN"), ("segflow", "SegFlow"),
+]  # fmt: skip
 BENCHMARK_COLUMNS = ["s", "max_rss"]
 
 
@@ -44,6 +48,7 @@ class ReportInputs:
     benchmarks: Path | None = None
     roles: pd.DataFrame | None = None
     segment: list[Path] = field(default_factory=list)
+    routing_root: Path | None = None
     overlay_frames: int = 4
     title: str = "FusionSeg results"
 
@@ -62,6 +67,8 @@ def build_report(inputs: ReportInputs) -> str:
         sections.append(("sequences", "Per-sequence scores", sequences_section(scores)))
         if inputs.frames_roots:
             sections.append(("overlays", "Overlays", overlays_section(scores, inputs)))
+        if inputs.routing_root and inputs.frames_roots:
+            sections.append(("routing", "TSN routing maps", routing_section(scores, inputs)))
     bootstrap = bootstrap_section(inputs.funnel, inputs.quality)
     if bootstrap:
         sections.append(("bootstrap", "Bootstrapped pseudo labels", bootstrap))
@@ -120,19 +127,29 @@ def overlay_strip(root: Path, dataset: str, sequence: str, inputs: ReportInputs)
     annotated = sorted(int(p.stem) for p in gt_dir.glob("*.png") if p.stem.isdigit())
     candidates = annotated or list(range(len(frame_paths)))
     chosen = sorted({candidates[i] for i in np.linspace(0, len(candidates) - 1, inputs.overlay_frames).round().astype(int)})
-    headers = ["frame", "flow"] + [label for _, label in OVERLAY_METHODS] + ["ground truth"]
-    rows = [_strip_row(frame_paths[i], i, dataset, sequence, gt_dir, inputs) for i in chosen if i < len(frame_paths)]
+    methods = shown_methods(inputs)
+    headers = ["frame", "flow"] + [label for _, label in methods] + ["ground truth"]
+    rows = [_strip_row(frame_paths[i], i, dataset, sequence, gt_dir, inputs, methods) for i in chosen if i < len(frame_paths)]
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     return f'<table class="strip"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
-def _strip_row(frame_path: Path, index: int, dataset: str, sequence: str, gt_dir: Path, inputs: ReportInputs) -> str:
+def shown_methods(inputs: ReportInputs) -> list[tuple[str, str]]:
+    """The strip's method columns: FusionSeg's streams always (blank where missing), other systems where run."""
+    always = {"appearance", "motion", "joint"}
+    root = inputs.masks_root
+    return [(m, label) for m, label in OVERLAY_METHODS if m in always or (root is not None and (root / m).is_dir())]
+
+
+def _strip_row(
+    frame_path: Path, index: int, dataset: str, sequence: str, gt_dir: Path, inputs: ReportInputs, methods: list
+) -> str:
     frame = read_image(frame_path)
     name = frame_name(index)
     cells = [figures.thumbnail_jpeg(frame)]
     flow_path = inputs.flow_rgb_root / dataset / sequence / f"{name}.png" if inputs.flow_rgb_root else None
     cells.append(figures.image_jpeg(flow_path) if flow_path else None)
-    for method, _ in OVERLAY_METHODS:
+    for method, _ in methods:
         mask_path = inputs.masks_root / method / dataset / sequence / f"{name}.png" if inputs.masks_root else None
         cells.append(figures.mask_overlay_jpeg(frame, mask_path) if mask_path else None)
     cells.append(figures.mask_overlay_jpeg(frame, gt_dir / f"{name}.png"))
@@ -140,6 +157,38 @@ def _strip_row(frame_path: Path, index: int, dataset: str, sequence: str, gt_dir
         f"<td>{image_tag(data, 'image/jpeg', name)}</td>" if data else '<td class="note">not available</td>' for data in cells
     )
     return f"<tr>{tds}</tr>"
+
+
+def routing_section(scores: pd.DataFrame, inputs: ReportInputs) -> str:
+    """TSN's routing map W over a few frames of each scored sequence: red where the instance stream's
+    features are used, blue where the pixel (memory) stream's are."""
+    from fusionseg.infer.probs import read_probs, read_probs_attrs
+
+    parts = [
+        '<p class="note">Routing map W of TSN (semi-supervised, both streams) at stride 16, blended over the '
+        "frame: red, the instance stream (dynamic heads) takes over; blue, the pixel stream (memory readout). "
+        "W is high where a query pixel's key lies far from every memory key (pixels the memory cannot explain: "
+        "new appearance, occlusion).</p>"
+    ]
+    pairs = list(dict.fromkeys(zip(scores.loc[scores["method"] == "tsn", "dataset"], scores.loc[scores["method"] == "tsn", "sequence"])))
+    for dataset, sequence in pairs:
+        path = inputs.routing_root / dataset / f"{sequence}.h5"
+        root = inputs.frames_roots.get(dataset)
+        if not path.is_file() or root is None:
+            continue
+        routing = read_probs(path)
+        seed = int(read_probs_attrs(path).get("seed_frame", 0))
+        frames_dir = Path(root) / "JPEGImages" / RESOLUTION / sequence
+        frame_paths = sorted(p for p in frames_dir.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        later = [i for i in range(len(routing)) if i != seed and i < len(frame_paths)]
+        chosen = sorted({later[i] for i in np.linspace(0, len(later) - 1, min(inputs.overlay_frames, len(later))).round().astype(int)})
+        head = "".join(f"<th>frame {i} (mean W {routing[i].mean():.2f})</th>" for i in chosen)
+        cells = "".join(
+            f"<td>{image_tag(figures.heat_overlay_jpeg(read_image(frame_paths[i]), routing[i]), 'image/jpeg', frame_name(i))}</td>"
+            for i in chosen
+        )
+        parts.append(f"<h3>{escape(dataset)} / {escape(sequence)}</h3>" f'<table class="strip"><tr>{head}</tr><tr>{cells}</tr></table>')
+    return "".join(parts)
 
 
 def segment_section(folders: list[Path], frames: int = 4) -> str:

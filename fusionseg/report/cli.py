@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     report.add_argument("--flow-rgb-root", type=Path, help="folder holding <dataset>/<seq>/00000.png flow images")
     report.add_argument("--masks-root", type=Path, help="folder holding <method>/<dataset>/<seq>/00000.png masks")
+    report.add_argument("--routing-root", type=Path, help="folder holding <dataset>/<seq>.h5 TSN routing maps (infer-tsn --routing-out)")
     report.add_argument("--funnel", type=Path, help="bootstrap funnel CSV (pseudo/funnel.csv)")
     report.add_argument("--quality", type=Path, help="pseudo-label quality CSV (pseudo/quality.csv)")
     report.add_argument("--flow-epe", type=Path, help="optical flow end-point-error table (CSV)")
@@ -67,6 +68,7 @@ def run_report(args: argparse.Namespace) -> None:
         benchmarks=args.benchmarks,
         roles=roles,
         segment=args.segment,
+        routing_root=args.routing_root,
         overlay_frames=overlay_frames,
         title=args.title,
     )

@@ -21,6 +21,11 @@ METHOD_COLOURS = {
     "appearance": "#f2a541",
     "motion": "#3c91e6",
     "joint": "#2a9d5c",
+    "joint-tsn": "#1b6b3e",
+    "tsn": "#9b5de5",
+    "tsn-pixel": "#c9a7f0",
+    "segflow": "#e63946",
+    "segflow-online": "#f4a3a8",
 }
 
 
@@ -80,6 +85,16 @@ def mask_overlay_jpeg(frame: np.ndarray, mask_path: Path) -> bytes | None:
     if not mask_path.is_file():
         return None
     return thumbnail_jpeg(overlay(frame, read_mask(mask_path)))
+
+
+def heat_overlay_jpeg(frame: np.ndarray, weights: np.ndarray) -> bytes:
+    """Thumbnail of a [0, 1] map (any size; stretched to the frame) blended over the frame, colour map
+    from blue (0) to red (1)."""
+    height, width = frame.shape[:2]
+    scaled = cv2.resize(np.clip(weights, 0, 1).astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    blended = 0.45 * frame.astype(np.float32) + 0.55 * cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
+    return thumbnail_jpeg(blended.round().astype(np.uint8))
 
 
 def image_jpeg(path: Path) -> bytes | None:

@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--online-iterations", type=int, default=0, metavar="N",
         help="semi-supervised mode: first fine-tune a copy of the model for N iterations on the sequence's first annotated frame",
     )
+    infer.add_argument("--online-lr", type=float, metavar="LR", help="online fine-tuning learning rate (default: the model's segflow.online_lr)")
     infer.add_argument("--batch-size", type=int, default=2, help="frame pairs per forward pass")
     infer.add_argument("--device", choices=DEVICES, default="auto")
     infer.add_argument("--threads", type=int, help="torch CPU threads")
@@ -78,5 +79,9 @@ def _infer(args: argparse.Namespace) -> None:
         raise ConfigError(f"--online-iterations: must be 0 or more, got {args.online_iterations}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be at least 1, got {args.batch_size}")
+    if args.online_lr is not None and args.online_lr <= 0:
+        raise ConfigError(f"--online-lr: must be positive, got {args.online_lr}")
     _set_threads(args.threads)
-    infer_segflow(args.model, args.frames, args.out, args.flow_out, args.online_iterations, args.batch_size, args.device)
+    infer_segflow(
+        args.model, args.frames, args.out, args.flow_out, args.online_iterations, args.batch_size, args.device, args.online_lr
+    )

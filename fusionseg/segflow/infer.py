@@ -43,8 +43,11 @@ def infer_segflow(
     online_iterations: int = 0,
     batch_size: int = 2,
     device: str = "auto",
+    online_lr: float | None = None,
 ) -> None:
-    """Write the sequence's foreground probabilities (and its flow with `flow_out`), atomically."""
+    """Write the sequence's foreground probabilities (and its flow with `flow_out`), atomically.
+
+    Online fine-tuning uses `online_lr`, or the one in the checkpoint's config when None."""
     target = resolve_device(device)
     checkpoint = read_checkpoint(model_path)
     net = segflow_from_checkpoint(checkpoint, model_path)
@@ -53,7 +56,8 @@ def infer_segflow(
     if len(paths) < 2:
         raise InputError(f"{sequence.frames_dir}: only 1 frame; SegFlow needs frame pairs")
     if online_iterations > 0:
-        net = online_finetune(net, sequence, online_iterations, checkpoint["config"], target)
+        params = {**checkpoint["config"], **({"online_lr": online_lr} if online_lr is not None else {})}
+        net = online_finetune(net, sequence, online_iterations, params, target)
     net = net.to(target).eval()
     height, width = read_image(paths[0]).shape[:2]
     sha = file_sha256(model_path)

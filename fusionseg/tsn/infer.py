@@ -102,8 +102,12 @@ def probs_seed(path: str | Path, seed_frame: str, frames: int, frame_shape: tupl
         labels = object_labels(resize_scores(probs[frame], size), ids)
     present = [i for i in ids if (labels == i).any()]
     if not present:
-        raise InputError(f"{path}: frame {frame_name(frame)} has no foreground above {SEED_THRESHOLD} to start from")
+        raise NoSeedError(f"{path}: frame {frame_name(frame)} has no foreground above {SEED_THRESHOLD} to start from")
     return Seed(frame, labels, present, f"probabilities {path}")
+
+
+class NoSeedError(InputError):
+    """The seed probabilities hold no object to propagate (the method that made them found none)."""
 
 
 def choose_seed_frame(foreground: np.ndarray, path: str | Path = "seed probabilities") -> int:
@@ -120,7 +124,7 @@ def choose_seed_frame(foreground: np.ndarray, path: str | Path = "seed probabili
     score = confidence * stability
     score[masks.reshape(len(masks), -1).mean(axis=1) < MIN_SEED_AREA] = -1
     if score.max() < 0:
-        raise InputError(f"{path}: no frame has foreground above {SEED_THRESHOLD} to start from")
+        raise NoSeedError(f"{path}: no frame has foreground above {SEED_THRESHOLD} to start from")
     return int(score.argmax())
 
 
@@ -202,7 +206,15 @@ def infer_tsn(
         if seed.frame >= len(frames):
             raise InputError(f"{sequence.masks_dir}: mask {frame_name(seed.frame)} has no frame (sequence has {len(frames)})")
     else:
-        seed = probs_seed(seed_probs, seed_frame, len(frames), shape)
+        try:
+            seed = probs_seed(seed_probs, seed_frame, len(frames), shape)
+        except NoSeedError as error:
+            # Nothing found by the seeding method is a result (no object), not a failure: all background.
+            log.warning("%s: all background (%s)", sequence.name, error)
+            attrs = {"seed_frame": "-1", "seed_source": f"none: {error}", "streams": model.arch["streams"]}
+            empty = np.zeros((len(frames), *shape), dtype=np.float32)
+            write_probs(out, [empty], len(frames), shape, "tsn", file_sha256(model_path), attrs=attrs)
+            return Seed(-1, np.zeros(shape, dtype=np.uint8), [], f"none ({error})")
     log.info("%s: seed frame %s (%s), %d object(s)", sequence.name, frame_name(seed.frame), seed.source, len(seed.object_ids))
     probs, routing = propagate(model, frames, seed, config["mem_every"], target)
     sha = file_sha256(model_path)

@@ -1,0 +1,110 @@
+"""TSN (semi-supervised two-stream network, fusionseg/tsn): trained on the annotated video (and image
+masks) of appearance_train, run on the scored sequences from their first annotated mask (methods tsn and,
+with tsn.ablation, tsn-pixel), and, with FusionSeg, from Ours-Joint's mask on one frame of its choosing
+(method joint-tsn: fully automatic, no ground truth at test time)."""
+
+TSN_TRAINING_KEYS = [key for key in config["tsn"] if key != "ablation"]
+
+
+def tsn_training_params(wildcards) -> str:
+    """The tsn section as train-tsn reads it; the ablation model is the same with the pixel stream alone."""
+    section = {key: config["tsn"][key] for key in TSN_TRAINING_KEYS}
+    if wildcards.tsn_model == "tsn-pixel":
+        section["streams"] = "pixel"
+    return as_json(section)
+
+
+rule train_tsn:
+    input:
+        frames=each(frames_dir, APPEARANCE_TRAIN_PAIRS),
+        images=[image_manifest(dataset) for dataset in APPEARANCE_IMAGE_DATASETS],
+    output:
+        f"{OUT}/models/{{tsn_model}}.pt",
+    wildcard_constraints:
+        tsn_model="tsn|tsn-pixel",
+    params:
+        sources=appearance_source_flags,
+        training=tsn_training_params,
+    log:
+        f"{OUT}/logs/train_tsn/{{tsn_model}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_tsn/{{tsn_model}}.tsv"
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "fusionseg train-tsn {params.sources} --out {output} --params {params.training:q} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule infer_tsn:
+    input:
+        model=f"{OUT}/models/tsn.pt",
+        frames=frames_dir("{dataset}", "{seq}"),
+    output:
+        probs=probs_h5("tsn", "{dataset}", "{seq}"),
+        # Where the instance stream takes over (W) and where the pixel stream does: shown in the report.
+        routing=routing_h5("{dataset}", "{seq}"),
+    log:
+        log_of("infer_tsn", "dataset", "seq"),
+    benchmark:
+        benchmark_of("infer_tsn", "dataset", "seq")
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "fusionseg infer-tsn --model {input.model} --frames {input.frames} --out {output.probs} "
+        "--routing-out {output.routing} --threads {threads} > {log} 2>&1"
+
+
+rule infer_tsn_pixel:
+    input:
+        model=f"{OUT}/models/tsn-pixel.pt",
+        frames=frames_dir("{dataset}", "{seq}"),
+    output:
+        probs_h5("tsn-pixel", "{dataset}", "{seq}"),
+    log:
+        log_of("infer_tsn_pixel", "dataset", "seq"),
+    benchmark:
+        benchmark_of("infer_tsn_pixel", "dataset", "seq")
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "fusionseg infer-tsn --model {input.model} --frames {input.frames} --out {output} "
+        "--threads {threads} > {log} 2>&1"
+
+
+# The seed frame is TSN's choice (--seed-frame auto): the frame whose Ours-Joint mask is most confident
+# and agrees best with its neighbours' masks; a fixed first frame would propagate whatever Ours-Joint got
+# wrong there through the whole video.
+rule infer_joint_tsn:
+    input:
+        model=f"{OUT}/models/tsn.pt",
+        frames=frames_dir("{dataset}", "{seq}"),
+        seed=probs_h5("joint", "{dataset}", "{seq}"),
+    output:
+        probs_h5("joint-tsn", "{dataset}", "{seq}"),
+    log:
+        log_of("infer_joint_tsn", "dataset", "seq"),
+    benchmark:
+        benchmark_of("infer_joint_tsn", "dataset", "seq")
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "fusionseg infer-tsn --model {input.model} --frames {input.frames} --seed-probs {input.seed} "
+        "--seed-frame auto --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule tsn:
+    input:
+        [each(probs_h5, scored_pairs_of(m), m) for m in SYSTEM_METHODS["tsn"] if m in METHODS],

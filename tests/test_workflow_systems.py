@@ -1,0 +1,100 @@
+"""TSN and SegFlow as workflow systems beside FusionSeg: one real tiny run with every system, scored in
+one summary (TSN semi-supervised, Ours-Joint+TSN and SegFlow unsupervised), and the DAG's wiring."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from snakemake_support import dry_run, job_counts, run_snakemake, write_config
+from test_workflow import tiny_config
+
+SYNTH = {"sequences": 2, "frames": 5, "height": 64, "width": 96, "max_objects": 1, "seed": 7}
+
+
+def systems_config(**sections) -> dict:
+    config = tiny_config(
+        datasets={
+            "synth": {"layout": "synthetic", "synthetic": SYNTH, "score_frames": "all"},
+            "flow_synth": {"layout": "synthetic", "synthetic": {**SYNTH, "sequences": 1, "seed": 8}},
+        },
+        systems=["fusionseg", "tsn", "segflow"],
+        tsn={
+            "weights": "none", "pretrain_iterations": 1, "iterations": 2, "batch_size": 2, "crop_size": 64,
+            "synthetic_clips": 1, "checkpoint_every": 1, "ablation": True,
+        },
+        segflow={
+            "weights": "none", "iterations": 2, "seg_batch_size": 2, "flow_batch_size": 2, "crop_size": 64,
+            "checkpoint_every": 1, "online": True, "online_iterations": 1,
+        },
+    )  # fmt: skip
+    config["roles"]["flow_train"] = [{"dataset": "flow_synth"}]
+    config.update(sections)
+    return config
+
+
+@pytest.fixture(scope="module")
+def systems_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("systems")
+    write_config(workdir, systems_config())
+    run_snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_every_system_is_scored_in_one_summary(systems_run: Path) -> None:
+    out = systems_run / "out" / "results"
+    with open(out / "summary.csv") as fh:
+        labels = [row["method"] for row in csv.DictReader(fh)]
+    assert labels == [
+        "Flow-Th", "Flow-Sal", "Ours-A", "Ours-M", "Ours-Joint",
+        "Ours-Joint+TSN", "SegFlow", "TSN", "TSN (pixel stream)", "SegFlow-online",
+    ]  # fmt: skip
+    for method in ("tsn", "tsn-pixel", "joint-tsn", "segflow", "segflow-online"):
+        masks = sorted((out / "masks" / method / "synth" / "clip001").glob("*.png"))
+        assert len(masks) == 5, method
+
+
+def test_semi_supervised_methods_use_that_protocol(systems_run: Path) -> None:
+    scores = systems_run / "out" / "results" / "scores"
+    protocols = {}
+    for method in ("tsn", "tsn-pixel", "segflow-online", "joint-tsn", "segflow"):
+        with open(scores / method / "synth.csv") as fh:
+            protocols[method] = {row["protocol"] for row in csv.DictReader(fh)}
+    assert protocols == {
+        "tsn": {"semi-supervised"}, "tsn-pixel": {"semi-supervised"}, "segflow-online": {"semi-supervised"},
+        "joint-tsn": {"unsupervised"}, "segflow": {"unsupervised"},
+    }  # fmt: skip
+
+
+def test_routing_maps_are_written_and_shown_in_the_report(systems_run: Path) -> None:
+    assert (systems_run / "out" / "probs" / "tsn-routing" / "synth" / "clip001.h5").is_file()
+    report = (systems_run / "out" / "results" / "report.html").read_text()
+    assert "TSN routing maps" in report and "Ours-Joint+TSN</th>" in report
+
+
+def test_flow_method_segflow_uses_the_segflow_trained_here(tmp_path) -> None:
+    config = systems_config()
+    config["flow"] = {"method": "segflow", "device": "cpu"}
+    write_config(tmp_path, config)
+    text = dry_run(tmp_path, "out/flow/synth/clip001.h5")
+    assert job_counts(text) == {"synth_frames": 3, "train_segflow": 1, "compute_flow": 1}, text
+    assert "out/models/segflow.pt" in text.split("rule compute_flow:", 1)[1].split("output:", 1)[0]
+
+
+def test_segflow_without_flow_ground_truth_is_one_line(tmp_path) -> None:
+    config = systems_config()
+    del config["roles"]["flow_train"]
+    write_config(tmp_path, config)
+    from snakemake_support import REPO
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(tmp_path / "config.yaml"), "--dry-run"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "systems: segflow needs flow with ground truth" in result.stderr + result.stdout
