@@ -79,9 +79,12 @@ def check_config(config: dict, source: str = "config") -> dict:
 def check_systems(config: dict, source: str = "config") -> None:
     """TSN and SegFlow train in the workflow: they need annotated video, and SegFlow flow with ground truth."""
     roles = config["roles"]
+    video = [e for e in roles["appearance_train"] if config["datasets"][e["dataset"]]["layout"] not in IMAGE_LAYOUTS]
     for system in ("tsn", "segflow"):
-        if system in config["systems"] and not roles["appearance_train"]:
-            raise ConfigError(f"{source}: systems: {system} trains on roles.appearance_train, which is empty")
+        if system in config["systems"] and not video:
+            raise ConfigError(
+                f"{source}: systems: {system} trains on the annotated video of roles.appearance_train, which has none"
+            )
     if "segflow" in config["systems"] and not (roles["flow_train"] or config["segflow"]["flow_pairs"]):
         raise ConfigError(
             f"{source}: systems: segflow needs flow with ground truth: synthetic clips in roles.flow_train "

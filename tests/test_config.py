@@ -45,7 +45,7 @@ def tiny_davis(root: Path, names: list[str]) -> Path:
 def test_shipped_config_validates_with_disjoint_roles() -> None:
     config = load_config(SHIPPED)
     pairs = {role: role_sequences(config, role) for role in ROLES}
-    assert all(pairs[role] for role in ROLES if role not in ("validation", "segment"))  # optional roles
+    assert all(pairs[role] for role in ROLES if role not in ("validation", "segment", "flow_train"))  # optional roles
     flat = [pair for role in ROLES for pair in pairs[role]]
     assert len(flat) == len(set(flat))
     assert config["flow"]["tvl1"]["tau"] == 0.25  # schema defaults were filled in
@@ -137,3 +137,23 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_tsn_and_segflow_need_annotated_video_and_segflow_flow_ground_truth(tmp_path: Path, shipped: dict) -> None:
+    images = tmp_path / "photos"
+    (images / "img").mkdir(parents=True)
+    (images / "masks").mkdir()
+    config = copy.deepcopy(shipped)
+    config["datasets"]["photos"] = {"layout": "images", "root": str(images), "images": "img", "masks": "masks"}
+    config["roles"]["appearance_train"] = [{"dataset": "photos"}]
+    config["systems"] = ["fusionseg", "tsn"]
+    assert "systems: tsn trains on the annotated video of roles.appearance_train" in load_error(tmp_path, config)
+    config = copy.deepcopy(shipped)
+    config["systems"] = ["segflow"]
+    assert "systems: segflow needs flow with ground truth" in load_error(tmp_path, config)
+    config["datasets"]["photos"] = {"layout": "images", "root": str(images), "images": "img", "masks": "masks"}
+    config["roles"]["flow_train"] = [{"dataset": "photos"}]
+    assert "roles.flow_train: dataset 'photos' has layout 'images': flow training needs exact" in load_error(tmp_path, config)
+    config["datasets"]["flows"] = {"layout": "synthetic", "synthetic": {"sequences": 2}}
+    config["roles"]["flow_train"] = [{"dataset": "flows"}]
+    assert role_sequences(load_config(write_config(tmp_path, config)), "flow_train") == [("flows", "clip000"), ("flows", "clip001")]

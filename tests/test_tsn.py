@@ -287,6 +287,22 @@ def test_automatic_seed_from_probabilities_propagates_both_ways(trained, tmp_pat
     assert read_probs_attrs(tmp_path / "probs.h5")["seed_frame"] == "3"
 
 
+def test_seed_probabilities_without_any_object_give_all_background(trained, tmp_path):
+    model_path, frames_dir = trained
+    count, height, width = CLIP.frames, CLIP.height, CLIP.width
+    write_probs(tmp_path / "joint.h5", [np.zeros((count, height, width), np.float32)], count, (height, width), "joint", "0")
+    used = infer_tsn(model_path, frames_dir, tmp_path / "probs.h5", seed_probs=tmp_path / "joint.h5")
+    assert used.object_ids == [] and used.frame == -1
+    assert not read_probs(tmp_path / "probs.h5").any()
+    assert read_probs_attrs(tmp_path / "probs.h5")["seed_source"].startswith("none: ")
+
+
+def test_checkpoint_records_the_data_it_was_trained_on(trained):
+    model_path, frames_dir = trained
+    identity = read_checkpoint(model_path)["data_identity"]
+    assert set(identity) == {str(frames_dir), str(frames_dir.parents[2] / "Annotations" / "480p" / frames_dir.name)}
+
+
 def test_seed_frame_rule_prefers_confident_stable_masks_and_skips_empty_ones():
     probs = np.full((5, 10, 10), 0.02, np.float32)
     probs[1:4, 2:8, 2:8] = 0.7

@@ -10,7 +10,6 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from fusionseg.errors import InputError
@@ -21,9 +20,14 @@ from fusionseg.models.stream import StreamModel
 CHECKPOINT_KEYS = ("model", "arch", "config", "iteration")
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: dict, iteration: int) -> None:
-    """Write the final checkpoint atomically."""
+def save_checkpoint(
+    path: str | Path, model: nn.Module, config: dict, iteration: int, data_identity: dict[str, str] | None = None
+) -> None:
+    """Write the final checkpoint atomically; `data_identity` (digests of the training inputs) is kept
+    as provenance, and lets a later run tell whether the checkpoint was trained on the same data."""
     payload = {"model": model.state_dict(), "arch": dict(model.arch), "config": config, "iteration": iteration}
+    if data_identity:
+        payload["data_identity"] = dict(data_identity)
     save_torch(path, payload)
 
 

@@ -22,7 +22,7 @@ from fusionseg.devices import resolve_device
 from fusionseg.errors import InputError
 from fusionseg.flow.sequence import CONVENTION, frame_pairs
 from fusionseg.infer.probs import write_probs
-from fusionseg.io import atomic_file, read_image, read_mask
+from fusionseg.io import hdf5_output, read_image, read_mask
 from fusionseg.models.backbones import freeze_batchnorm
 from fusionseg.models.checkpoint import file_sha256, read_checkpoint
 from fusionseg.segflow.data import read_pair, segmentation_batch
@@ -96,10 +96,8 @@ def _to_tensor(frames: list[np.ndarray], device: torch.device) -> torch.Tensor:
 @contextlib.contextmanager
 def _flow_writer(path: str | Path, frames: int, size: tuple[int, int], model_path: str | Path, sha: str):
     """The compute-flow file format (fusionseg.flow.sequence): dataset `flow` (N, H, W, 2) float32."""
-    import h5py
-
-    with atomic_file(path) as tmp, h5py.File(tmp, "w") as handle:
-        dataset = handle.create_dataset("flow", (frames, *size, 2), np.float32, chunks=(1, *size, 2))
+    with hdf5_output(path) as handle:
+        dataset = handle.create_dataset("flow", (frames, *size, 2), np.float32, chunks=(1, *size, 2), fletcher32=True)
         handle.attrs.update(
             method=METHOD, params=json.dumps({"model": str(model_path)}), convention=CONVENTION, model_sha256=sha
         )

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fusionseg.devices import resolve_device  # noqa: F401  (imported from here by the TSN and SegFlow trainers)
 from fusionseg.errors import InputError
 from fusionseg.io import atomic_file, save_torch
 from fusionseg.models.checkpoint import save_checkpoint
@@ -94,7 +93,7 @@ class Trainer:
                 )
             if (iteration + 1) % self.params["checkpoint_every"] == 0 and iteration + 1 < total:
                 self._save_resume()
-        save_checkpoint(self.out, self.model.cpu(), self.params, self.iteration)
+        save_checkpoint(self.out, self.model.cpu(), self.params, self.iteration, self.data_identity)
         self._write_log()
         resume_path(self.out).unlink(missing_ok=True)
 

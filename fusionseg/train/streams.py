@@ -15,7 +15,8 @@ from fusionseg.models.backbones import freeze_stages
 from fusionseg.models.fusion import FusionModel, log_probabilities
 from fusionseg.models.stream import StreamModel
 from fusionseg.train.data import IGNORE, PrefetchedBatches, SampleSource, StreamBatches, iteration_generator
-from fusionseg.train.loop import Trainer, resolve_device
+from fusionseg.devices import resolve_device
+from fusionseg.train.loop import Trainer
 
 
 def pixel_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

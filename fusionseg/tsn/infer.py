@@ -21,7 +21,7 @@ from fusionseg.errors import InputError
 from fusionseg.infer.masks import object_labels, resize_scores
 from fusionseg.infer.probs import read_object_ids, read_probs, write_probs
 from fusionseg.models.checkpoint import file_sha256, read_checkpoint
-from fusionseg.train.loop import resolve_device
+from fusionseg.devices import resolve_device
 from fusionseg.tsn.data import object_ids, read_labels
 from fusionseg.tsn.model import Memory, TSNModel, aggregate
 

@@ -21,11 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from fusionseg.config import section_params
+from fusionseg.datasets.layout import Sequence
 from fusionseg.datasets.synthetic import SynthParams
+from fusionseg.devices import resolve_device
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.models.checkpoint import read_checkpoint
 from fusionseg.train.data import IGNORE
-from fusionseg.train.loop import Trainer, resolve_device
+from fusionseg.io import fingerprint
+from fusionseg.train.loop import Trainer
 from fusionseg.tsn.data import AnnotatedStills, ClipMix, StillClips, VideoClips, clip_batch
 from fusionseg.tsn.model import TSNModel, tsn_arch
 
@@ -141,21 +144,31 @@ def train_tsn(frames_dirs: SequenceType[str | Path], image_manifests: SequenceTy
     device = resolve_device(params["device"])
     torch.manual_seed(params["seed"])
     model = TSNModel(tsn_arch(params), params["weights"])
+    identity = data_identity(frames_dirs, image_manifests)
     if params["pretrain_iterations"]:
-        _pretrain(model, pretrain_mix, params, out, device)
+        _pretrain(model, pretrain_mix, params, out, device, identity)
     objective = Objective(main_mix, params)
-    Trainer(model, params, out, device, adamw(model, params)).fit(objective.batch, objective.loss)
+    Trainer(model, params, out, device, adamw(model, params), identity).fit(objective.batch, objective.loss)
 
 
-def _pretrain(model: TSNModel, mix: ClipMix, params: dict, out: str | Path, device: torch.device) -> None:
+def data_identity(frames_dirs: SequenceType[str | Path], image_manifests: SequenceType[str | Path]) -> dict[str, str]:
+    """Digests of the training inputs (frames, masks, image caches): a resume file or a pre-training
+    result written for other data is not reused."""
+    sequences = [Sequence.from_frames_dir(d) for d in frames_dirs]
+    return fingerprint(dict.fromkeys([p for s in sequences for p in (s.frames_dir, s.masks_dir)] + [Path(m) for m in image_manifests]))
+
+
+def _pretrain(
+    model: TSNModel, mix: ClipMix, params: dict, out: str | Path, device: torch.device, identity: dict[str, str]
+) -> None:
     """Run the pre-training phase, or load its result when an earlier run finished it with these parameters."""
     phase = {**params, "iterations": params["pretrain_iterations"]}
     path = pretrain_path(out)
     if path.is_file():
         payload = read_checkpoint(path)
-        if payload["config"] == phase and payload["arch"] == dict(model.arch):
+        if payload["config"] == phase and payload["arch"] == dict(model.arch) and payload.get("data_identity") == identity:
             log.info("%s: pre-training already done with these parameters; reusing it", path)
             model.load_state_dict(payload["model"])
             return
     objective = Objective(mix, phase)
-    Trainer(model, phase, path, device, adamw(model, phase)).fit(objective.batch, objective.loss)
+    Trainer(model, phase, path, device, adamw(model, phase), identity).fit(objective.batch, objective.loss)
