@@ -2,7 +2,7 @@
 
     snakemake --cores 2                              # the whole DAG (config.yaml: synthetic, CPU-sized)
     snakemake --cores 2 flow                         # one stage (frames, flow, appearance, bootstrap,
-                                                     # motion, fusion, baselines, masks, scores, report)
+                                                     # motion, fusion, baselines, tsn, segflow, masks, scores, report)
     snakemake --profile profiles/slurm               # every rule as a SLURM job
 
 Rules are thin calls of `fusionseg <step>`; every setting that changes a result is a rule param, so

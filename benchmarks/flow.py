@@ -8,9 +8,11 @@ seconds per pair at 427x240 of the TV-L1 before and after its last change (loade
 independence, peak memory per 854x480 pair in a fresh subprocess per method (VmHWM; tracemalloc does
 not see torch's allocations), and with `--gpu` batched pairs/s at 854x480 when CUDA is present.
 `--ablation` adds the TV-L1 ablation on the tuning set (`dev_pairs`) and every scored set, and
-per-level errors.
+per-level errors. `--segflow MODEL` adds the flow branch of a trained SegFlow (flow method `segflow`)
+on every pair it was not trained on (the model's `flow_pairs` sets are left out), beside TV-L1 and
+OpenCV's DualTVL1 on the same pairs.
 
-    python benchmarks/flow.py [--threads 2] [--ablation] [--gpu]
+    python benchmarks/flow.py [--threads 2] [--ablation] [--gpu] [--segflow MODEL]
 
 Writes benchmarks/results/flow.csv (every measurement; `kind` says which) and flow.md (the tables).
 
@@ -588,6 +590,8 @@ def level_table(pairs: list[FlowPair], before: ModuleType) -> pd.DataFrame:
 
 MAIN_PARTS = ("pair", "speed_427x240", "batch_independence", "memory_854x480", "gpu")
 ABLATION_PARTS = ("ablation", "levels")
+SEGFLOW_PARTS = ("segflow",)
+ALL_PARTS = MAIN_PARTS + ABLATION_PARTS + SEGFLOW_PARTS
 
 
 def previous_parts(kinds: tuple[str, ...]) -> dict[str, pd.DataFrame]:
@@ -669,7 +673,46 @@ def report_lines(parts: dict[str, pd.DataFrame]) -> list[str]:
             "",
             _plain(parts["levels"]).to_markdown(index=False, floatfmt=".3f"),
         ]
+    if "segflow" in parts:
+        segflow = parts["segflow"]
+        lines += [
+            "",
+            "## SegFlow's flow branch on the pairs it was not trained on",
+            "",
+            *_run_lines(parts, SEGFLOW_PARTS),
+            "",
+            (f"Model {segflow['model'].iloc[0]}, trained on the flow of: {segflow['trained_on'].iloc[0]} (and synthetic "
+             "clips); EPE over valid pixels, TV-L1 and OpenCV from the main table above."),
+            "",
+            segflow_table(segflow, scores).to_markdown(index=False, floatfmt=".3f"),
+        ]
     return lines
+
+
+def _normalised(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def segflow_scores(pairs: list[FlowPair], model: Path) -> pd.DataFrame:
+    """EPE of SegFlow's flow branch (the `segflow` flow method) on every pair whose set it did not
+    train on: a set is left out when one of the model's `flow_pairs` folders is named like it."""
+    from fusionseg.models.checkpoint import read_checkpoint
+
+    trained = [_normalised(Path(folder).name) for folder in read_checkpoint(model)["config"].get("flow_pairs", [])]
+    held_out = [p for p in pairs if not any(_normalised(p.dataset).startswith(name) for name in trained)]
+    label = f"segflow ({model.name})"
+    scores = score_methods(held_out, {label: backend_method("segflow", {"model": str(model)})})
+    return scores.assign(model=str(model), trained_on=", ".join(trained) or "none")
+
+
+def segflow_table(segflow: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Held-out pairs: SegFlow's EPE beside TV-L1's and OpenCV DualTVL1's on the same pairs, and means."""
+    held = segflow[["dataset", "pair"]].drop_duplicates()
+    columns = ["method", "dataset", "pair", "epe"]
+    others = scores[scores["method"].isin([OURS, OPENCV_TVL1])].merge(held, on=["dataset", "pair"])[columns]
+    table = pair_table(pd.concat([segflow[columns], others]))
+    means = table.drop(columns="pair").groupby("dataset", sort=False).mean().reset_index().assign(pair="mean")
+    return pd.concat([table, means], ignore_index=True)
 
 
 def _run_lines(parts: dict[str, pd.DataFrame], kinds: tuple[str, ...]) -> list[str]:
@@ -692,6 +735,8 @@ def main() -> None:
     parser.add_argument("--gpu-batch", type=int, default=8)
     parser.add_argument("--ablation", action="store_true",
                         help="instead: the ablation and per-level tables (the other tables are kept from flow.csv)")
+    parser.add_argument("--segflow", type=Path, metavar="MODEL",
+                        help="instead: SegFlow's flow branch (segflow.pt) on its held-out pairs (the other tables are kept)")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -709,14 +754,19 @@ def main() -> None:
            "load": ", ".join(f"{x:.2f}" for x in os.getloadavg())}
     before = previous_tvl1()
     pairs = ground_truth_pairs(args.data)
-    if args.ablation:
+    if args.segflow:
+        if "pair" not in previous_parts(MAIN_PARTS):
+            sys.exit(f"{RESULTS / 'flow.csv'}: no main results yet; run benchmarks/flow.py without --segflow first")
+        new = {"segflow": segflow_scores(pairs, args.segflow)}
+        parts = previous_parts(MAIN_PARTS + ABLATION_PARTS)
+    elif args.ablation:
         if before is None:
             sys.exit("--ablation compares with the previous TV-L1, which needs the git history")
         if "pair" not in previous_parts(MAIN_PARTS):
             sys.exit(f"{RESULTS / 'flow.csv'}: no main results yet; run benchmarks/flow.py without --ablation first")
         tuning = dev_pairs(args.data)
         new = {"ablation": ablation(tuning + pairs, before), "levels": level_table(tuning + pairs, before)}
-        parts = previous_parts(MAIN_PARTS)
+        parts = previous_parts(MAIN_PARTS + SEGFLOW_PARTS)
     else:
         new = {
             "pair": score_methods(pairs, all_methods(before), args.repeats),
@@ -725,9 +775,9 @@ def main() -> None:
             "memory_854x480": measure_memory(args.data, args.threads),
             "gpu": measure_gpu(args.data, args.gpu_batch, rounds=5) if args.gpu else pd.DataFrame(),
         }
-        parts = previous_parts(ABLATION_PARTS)
+        parts = previous_parts(ABLATION_PARTS + SEGFLOW_PARTS)
     parts |= {kind: frame.assign(**run) for kind, frame in new.items() if not frame.empty}
-    write_results({kind: parts[kind] for kind in MAIN_PARTS + ABLATION_PARTS if kind in parts})
+    write_results({kind: parts[kind] for kind in ALL_PARTS if kind in parts})
     print("\n".join(bar_checks(parts["pair"])))
 
 

@@ -130,15 +130,15 @@ def check_roles(config: dict, source: str = "config") -> None:
             if entry["dataset"] not in config["datasets"]:
                 raise ConfigError(f"{source}: roles.{role}: dataset '{entry['dataset']}' is not declared under datasets")
             layout = config["datasets"][entry["dataset"]]["layout"]
-            if role == "flow_train" and layout != "synthetic":
-                raise ConfigError(
-                    f"{source}: roles.flow_train: dataset '{entry['dataset']}' has layout '{layout}': flow training "
-                    f"needs exact ground-truth flow, which only synthetic clips have (real pairs: segflow.flow_pairs)"
-                )
             if role != "appearance_train" and layout in IMAGE_LAYOUTS:
                 raise ConfigError(
                     f"{source}: roles.{role}: dataset '{entry['dataset']}' has layout '{layout}' (still images, no "
                     f"motion): it can only be in appearance_train"
+                )
+            if role == "flow_train" and layout != "synthetic":
+                raise ConfigError(
+                    f"{source}: roles.flow_train: dataset '{entry['dataset']}' has layout '{layout}': flow training "
+                    f"needs exact ground-truth flow, which only synthetic clips have (real pairs: segflow.flow_pairs)"
                 )
     for name, dataset in config["datasets"].items():
         if dataset["layout"] != "synthetic":

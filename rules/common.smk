@@ -308,6 +308,14 @@ def score_flags(role: str):
     return flags
 
 
+def tsn_training_params(wildcards) -> str:
+    """The tsn section as train-tsn reads it; the ablation model is the same with the pixel stream alone."""
+    section = {key: value for key, value in config["tsn"].items() if key != "ablation"}
+    if wildcards.tsn_model == "tsn-pixel":
+        section["streams"] = "pixel"
+    return as_json(section)
+
+
 def segment_dir(dataset: str, seq: str) -> str:
     return f"{OUT}/segment/{dataset}/{seq}"
 

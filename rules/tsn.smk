@@ -3,17 +3,6 @@ masks) of appearance_train, run on the scored sequences from their first annotat
 with tsn.ablation, tsn-pixel), and, with FusionSeg, from Ours-Joint's mask on one frame of its choosing
 (method joint-tsn: fully automatic, no ground truth at test time)."""
 
-TSN_TRAINING_KEYS = [key for key in config["tsn"] if key != "ablation"]
-
-
-def tsn_training_params(wildcards) -> str:
-    """The tsn section as train-tsn reads it; the ablation model is the same with the pixel stream alone."""
-    section = {key: config["tsn"][key] for key in TSN_TRAINING_KEYS}
-    if wildcards.tsn_model == "tsn-pixel":
-        section["streams"] = "pixel"
-    return as_json(section)
-
-
 rule train_tsn:
     input:
         frames=each(frames_dir, APPEARANCE_TRAIN_PAIRS),

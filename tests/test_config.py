@@ -151,9 +151,9 @@ def test_tsn_and_segflow_need_annotated_video_and_segflow_flow_ground_truth(tmp_
     config = copy.deepcopy(shipped)
     config["systems"] = ["segflow"]
     assert "systems: segflow needs flow with ground truth" in load_error(tmp_path, config)
-    config["datasets"]["photos"] = {"layout": "images", "root": str(images), "images": "img", "masks": "masks"}
-    config["roles"]["flow_train"] = [{"dataset": "photos"}]
-    assert "roles.flow_train: dataset 'photos' has layout 'images': flow training needs exact" in load_error(tmp_path, config)
+    config["datasets"]["real"] = {"layout": "davis", "root": str(tiny_davis(tmp_path / "davis", ["walk"]))}
+    config["roles"]["flow_train"] = [{"dataset": "real"}]
+    assert "roles.flow_train: dataset 'real' has layout 'davis': flow training needs exact" in load_error(tmp_path, config)
     config["datasets"]["flows"] = {"layout": "synthetic", "synthetic": {"sequences": 2}}
     config["roles"]["flow_train"] = [{"dataset": "flows"}]
     assert role_sequences(load_config(write_config(tmp_path, config)), "flow_train") == [("flows", "clip000"), ("flows", "clip001")]
