@@ -14,11 +14,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 
 from fusionseg.datasets.layout import RESOLUTION
 from fusionseg.io import read_image, read_mask, write_image
-from fusionseg.metrics.summary import METHOD_LABELS
+from fusionseg.metrics.summary import METHOD_LABELS, read_scores
 from fusionseg.report.figures import overlay
 
 COLUMNS = ["appearance", "motion", "joint", "joint-tsn", "tsn", "segflow"]
@@ -55,7 +54,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="the config's out_dir")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    scores = pd.concat([pd.read_csv(p) for p in sorted((args.run / "results" / "scores").glob("*/*.csv")) if not p.name.endswith(".frames.csv")])
+    scores = read_scores(sorted(p for p in (args.run / "results" / "scores").glob("*/*.csv") if not p.name.endswith(".frames.csv")))
     j = scores.groupby(["method", "dataset", "sequence"])["J_mean"].mean().to_dict()
     methods = [m for m in COLUMNS if (args.run / "results" / "masks" / m).is_dir()]
     pairs = list(dict.fromkeys(zip(scores["dataset"], scores["sequence"])))

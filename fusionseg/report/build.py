@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fusionseg.datasets.layout import RESOLUTION, frame_name
+from fusionseg.datasets.layout import RESOLUTION, frame_name, numbered_images
 from fusionseg.errors import InputError
 from fusionseg.bootstrap.report import FUNNEL_COLUMNS, QUALITY_COLUMNS
 from fusionseg.io import read_image, read_table
@@ -118,11 +118,8 @@ def overlays_section(scores: pd.DataFrame, inputs: ReportInputs) -> str:
 
 
 def overlay_strip(root: Path, dataset: str, sequence: str, inputs: ReportInputs) -> str:
-    """A table: one row per chosen frame; columns frame, flow, the three streams, ground truth."""
-    frames_dir = Path(root) / "JPEGImages" / RESOLUTION / sequence
-    frame_paths = sorted(p for p in frames_dir.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    if not frame_paths:
-        raise InputError(f"{frames_dir}: no frames for the overlay strip")
+    """A table: one row per chosen frame; columns frame, flow, the methods' masks, ground truth."""
+    frame_paths = numbered_images(Path(root) / "JPEGImages" / RESOLUTION / sequence, "frame")
     gt_dir = Path(root) / "Annotations" / RESOLUTION / sequence
     annotated = sorted(int(p.stem) for p in gt_dir.glob("*.png") if p.stem.isdigit())
     candidates = annotated or list(range(len(frame_paths)))
@@ -170,7 +167,8 @@ def routing_section(scores: pd.DataFrame, inputs: ReportInputs) -> str:
         "W is high where a query pixel's key lies far from every memory key (pixels the memory cannot explain: "
         "new appearance, occlusion).</p>"
     ]
-    pairs = list(dict.fromkeys(zip(scores.loc[scores["method"] == "tsn", "dataset"], scores.loc[scores["method"] == "tsn", "sequence"])))
+    tsn = scores[scores["method"] == "tsn"]
+    pairs = list(dict.fromkeys(zip(tsn["dataset"], tsn["sequence"])))
     for dataset, sequence in pairs:
         path = inputs.routing_root / dataset / f"{sequence}.h5"
         root = inputs.frames_roots.get(dataset)
@@ -178,8 +176,7 @@ def routing_section(scores: pd.DataFrame, inputs: ReportInputs) -> str:
             continue
         routing = read_probs(path)
         seed = int(read_probs_attrs(path).get("seed_frame", 0))
-        frames_dir = Path(root) / "JPEGImages" / RESOLUTION / sequence
-        frame_paths = sorted(p for p in frames_dir.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        frame_paths = numbered_images(Path(root) / "JPEGImages" / RESOLUTION / sequence, "frame")
         later = [i for i in range(len(routing)) if i != seed and i < len(frame_paths)]
         chosen = sorted({later[i] for i in np.linspace(0, len(later) - 1, min(inputs.overlay_frames, len(later))).round().astype(int)})
         head = "".join(f"<th>frame {i} (mean W {routing[i].mean():.2f})</th>" for i in chosen)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from fusionseg.devices import DEVICES
 
@@ -56,18 +55,20 @@ def _train_appearance(args: argparse.Namespace) -> None:
     from fusionseg.datasets.image_cache import ImageMaskSamples
     from fusionseg.errors import InputError
     from fusionseg.train.data import AnnotatedFrames, ConcatSources
+    from fusionseg.train.loop import data_identity
     from fusionseg.train.streams import train_stream
 
     params = _params(args, "appearance")
     if not args.frames and not args.images:
         raise InputError("train-appearance: give --frames (annotated sequences) and/or --images (image cache manifests)")
     sources = ([AnnotatedFrames(args.frames)] if args.frames else []) + [ImageMaskSamples(m) for m in args.images]
-    train_stream("appearance", ConcatSources(sources), params, args.out, _data_identity(args.frames, args.images))
+    train_stream("appearance", ConcatSources(sources), params, args.out, data_identity(args.frames, args.images))
 
 
 def _train_motion(args: argparse.Namespace) -> None:
     from fusionseg.errors import InputError
     from fusionseg.train.data import AnnotatedFrames, ConcatSources, ShardSamples
+    from fusionseg.train.loop import data_identity
     from fusionseg.train.streams import train_stream
 
     params = _params(args, "motion")
@@ -77,22 +78,13 @@ def _train_motion(args: argparse.Namespace) -> None:
     frames, flows = zip(*args.annotated) if args.annotated else ((), ())
     if args.annotated:
         sources.append(AnnotatedFrames(frames, flows))
-    train_stream("motion", ConcatSources(sources), params, args.out, _data_identity(frames, [*args.manifest, *flows]))
+    train_stream("motion", ConcatSources(sources), params, args.out, data_identity(frames, [*args.manifest, *flows]))
 
 
 def _train_fusion(args: argparse.Namespace) -> None:
+    from fusionseg.train.loop import data_identity
     from fusionseg.train.streams import FusionData, train_fusion
 
     params = _params(args, "fusion")
     data = FusionData(args.frames, args.appearance_probs, args.motion_probs)
-    train_fusion(data, params, args.out, _data_identity(args.frames, [*args.appearance_probs, *args.motion_probs]))
-
-
-def _data_identity(frames_dirs, others) -> dict[str, str]:
-    """What a run trains on, recorded in its resume file: frame folders with their masks, then the
-    other inputs (manifests, flow images, probability files); see `Trainer(data_identity=...)`."""
-    from fusionseg.datasets.layout import Sequence
-    from fusionseg.io import fingerprint
-
-    sequences = [Sequence.from_frames_dir(d) for d in frames_dirs]
-    return fingerprint([path for s in sequences for path in (s.frames_dir, s.masks_dir)] + [Path(p) for p in others])
+    train_fusion(data, params, args.out, data_identity(args.frames, [*args.appearance_probs, *args.motion_probs]))

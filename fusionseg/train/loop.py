@@ -15,6 +15,7 @@ import random
 import time
 from pathlib import Path
 from typing import Callable, Mapping
+from typing import Sequence as Sequence_
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_file, save_torch
+from fusionseg.io import atomic_file, fingerprint, save_torch
 from fusionseg.models.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,15 @@ def log_path(out: Path) -> Path:
 
 def poly_lr(base_lr: float, iteration: int, iterations: int, power: float) -> float:
     return base_lr * (1 - iteration / iterations) ** power
+
+
+def data_identity(frames_dirs: Sequence_[str | Path], others: Sequence_[str | Path] = ()) -> dict[str, str]:
+    """What a run trains on, recorded in its resume file and checkpoint: frame folders with their
+    masks, then the other inputs (manifests, flow images, probability files); see `Trainer`."""
+    from fusionseg.datasets.layout import Sequence
+
+    sequences = [Sequence.from_frames_dir(d) for d in frames_dirs]
+    return fingerprint(dict.fromkeys([p for s in sequences for p in (s.frames_dir, s.masks_dir)] + [Path(p) for p in others]))
 
 
 class Trainer:

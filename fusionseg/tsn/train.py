@@ -21,14 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from fusionseg.config import section_params
-from fusionseg.datasets.layout import Sequence
 from fusionseg.datasets.synthetic import SynthParams
 from fusionseg.devices import resolve_device
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.models.checkpoint import read_checkpoint
 from fusionseg.train.data import IGNORE
-from fusionseg.io import fingerprint
-from fusionseg.train.loop import Trainer
+from fusionseg.train.loop import Trainer, data_identity
 from fusionseg.tsn.data import AnnotatedStills, ClipMix, StillClips, VideoClips, clip_batch
 from fusionseg.tsn.model import TSNModel, tsn_arch
 
@@ -149,13 +147,6 @@ def train_tsn(frames_dirs: SequenceType[str | Path], image_manifests: SequenceTy
         _pretrain(model, pretrain_mix, params, out, device, identity)
     objective = Objective(main_mix, params)
     Trainer(model, params, out, device, adamw(model, params), identity).fit(objective.batch, objective.loss)
-
-
-def data_identity(frames_dirs: SequenceType[str | Path], image_manifests: SequenceType[str | Path]) -> dict[str, str]:
-    """Digests of the training inputs (frames, masks, image caches): a resume file or a pre-training
-    result written for other data is not reused."""
-    sequences = [Sequence.from_frames_dir(d) for d in frames_dirs]
-    return fingerprint(dict.fromkeys([p for s in sequences for p in (s.frames_dir, s.masks_dir)] + [Path(m) for m in image_manifests]))
 
 
 def _pretrain(
