@@ -1,9 +1,11 @@
-"""`fusionseg flow-th` and `fusionseg flow-sal`: the paper's flow-only baselines as mask folders."""
+"""`fusionseg flow-th`, `fusionseg flow-sal` and `fusionseg saliency`: the baselines (flow-only, as in the paper, and a per-frame salient-object network)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from fusionseg.devices import DEVICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +26,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flow_sal.add_argument("--out", required=True, type=Path, metavar="MASK_DIR")
     _frames_option(flow_sal)
     flow_sal.set_defaults(handler=run_flow_sal)
+
+    saliency = subparsers.add_parser(
+        "saliency",
+        help="Saliency baseline: U²-Netp (DUTS) per frame, as the rembg background remover runs it -> probabilities",
+    )
+    saliency.add_argument("--frames", required=True, type=Path, metavar="FRAMES_DIR", help="the sequence's frame folder")
+    saliency.add_argument("--out", required=True, type=Path, metavar="PROBS_H5")
+    saliency.add_argument("--batch-size", type=int, default=4)
+    saliency.add_argument("--device", choices=DEVICES, default="auto")
+    saliency.add_argument("--threads", type=int, help="torch CPU threads")
+    saliency.set_defaults(handler=run_saliency)
 
 
 def _frames_option(parser: argparse.ArgumentParser) -> None:
@@ -51,3 +64,18 @@ def run_flow_sal(args: argparse.Namespace) -> None:
 
     count = write_flow_saliency_masks(args.flow_rgb, args.out, _target_size(args))
     print(f"{args.out}: {count} Flow-Sal masks")
+
+
+def run_saliency(args: argparse.Namespace) -> None:
+    import torch
+
+    from fusionseg.baselines.saliency import write_saliency
+    from fusionseg.datasets.layout import Sequence
+    from fusionseg.errors import ConfigError
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be at least 1 (got {args.batch_size})")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    write_saliency(Sequence.from_frames_dir(args.frames).frame_paths(), args.out, args.batch_size, args.device)
+    print(f"{args.out}: Saliency probabilities")

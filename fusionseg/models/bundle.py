@@ -278,15 +278,14 @@ def _check_flow_convention(flow: FlowConvention) -> None:
 
 
 def _build(arch: dict, where: str):
-    from fusionseg.models.backbones import BACKBONES
     from fusionseg.models.fusion import FusionModel
-    from fusionseg.models.stream import StreamModel
+    from fusionseg.models.stream import STREAM_BACKBONES, build_stream
 
     if arch["kind"] == "fusion":
         return FusionModel()
-    if arch.get("backbone") not in BACKBONES:
-        raise InputError(f"{where}: unknown backbone {arch.get('backbone')!r} (this fusionseg has {', '.join(BACKBONES)})")
-    return StreamModel(arch["backbone"], "none", arch["stream"])
+    if arch.get("backbone") not in STREAM_BACKBONES:
+        raise InputError(f"{where}: unknown backbone {arch.get('backbone')!r} (this fusionseg has {', '.join(STREAM_BACKBONES)})")
+    return build_stream(arch["backbone"], "none", arch["stream"])
 
 
 def _describe_arch(arch: dict) -> str:

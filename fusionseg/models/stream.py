@@ -12,12 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusionseg.models.backbones import build_backbone
+from fusionseg.models.backbones import BACKBONES, build_backbone
+from fusionseg.models.u2net import IMAGENET_MEAN, IMAGENET_STD, SIDES, load_u2netp
 
 DILATIONS = (6, 12, 18, 24)
 NUM_CLASSES = 2
 TAPS = 9  # positions of a 3x3 kernel
 STREAMS = ("appearance", "motion")
+STREAM_BACKBONES = (*BACKBONES, "u2netp")
 
 
 class StreamModel(nn.Module):
@@ -87,3 +89,45 @@ def _tap_selector() -> torch.Tensor:
 def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
     """(N, 2, H, W) logits -> (N, H, W) foreground probability."""
     return logits.float().softmax(dim=1)[:, 1]
+
+
+class SaliencyStreamModel(nn.Module):
+    """A stream on U²-Netp (backbone `u2netp`): the salient-object network's six side outputs, computed
+    at the input's full size, feed a 2-class 1x1 head. With weights `duts` the head starts as the
+    network's own fusion of its side outputs (background logit 0, foreground logit the saliency
+    logit), so before fine-tuning the stream is the DUTS saliency network. Full-size outputs keep
+    the boundaries that stride-8 classifiers blur. Same interface as StreamModel."""
+
+    memory_format = torch.channels_last
+    # U²-Netp was trained on images scaled to 0..1 and ImageNet-normalised; inputs here are 0..255.
+    MEAN = tuple(255 * m for m in IMAGENET_MEAN)
+    STD = tuple(255 * s for s in IMAGENET_STD)
+
+    def __init__(self, weights: str = "none", stream: str = "appearance") -> None:
+        super().__init__()
+        self.arch = {"kind": "stream", "stream": stream, "backbone": "u2netp"}
+        self.backbone = load_u2netp(weights)
+        fused = self.backbone.outconv
+        self.backbone.outconv = None  # replaced by the head; not trained, not saved
+        self.head = nn.Conv2d(SIDES, NUM_CLASSES, 1)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+            self.head.weight[1] = fused.weight[0]
+            self.head.bias[1] = fused.bias[0]
+        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1), persistent=False)
+        self.to(memory_format=self.memory_format)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = ((images - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+        sides = self.backbone.side_logits(self.backbone.decode(x))
+        return self.head(torch.cat(sides, 1))
+
+
+def build_stream(backbone: str, weights: str = "none", stream: str = "appearance") -> nn.Module:
+    """The stream network for a backbone name: U²-Netp's full-resolution saliency stream, or the
+    paper's dilated backbone with four atrous classifiers."""
+    if backbone == "u2netp":
+        return SaliencyStreamModel(weights, stream)
+    return StreamModel(backbone, weights, stream)

@@ -13,7 +13,7 @@ from fusionseg.datasets.layout import Sequence
 from fusionseg.errors import InputError
 from fusionseg.models.backbones import freeze_stages
 from fusionseg.models.fusion import FusionModel, log_probabilities
-from fusionseg.models.stream import StreamModel
+from fusionseg.models.stream import build_stream
 from fusionseg.train.data import IGNORE, PrefetchedBatches, SampleSource, StreamBatches, iteration_generator
 from fusionseg.devices import resolve_device
 from fusionseg.train.loop import Trainer
@@ -30,7 +30,7 @@ def train_stream(
 
     `source` must be picklable when `params['loader_workers']` > 0 (workers prepare the batches)."""
     torch.manual_seed(params["seed"])
-    model = StreamModel(params["backbone"], params["weights"], stream=stream)
+    model = build_stream(params["backbone"], params["weights"], stream=stream)
     freeze_stages(model.backbone, params["freeze_stages"])
     device = resolve_device(params["device"])
     trainer = Trainer(model, params, out, device, data_identity=data_identity)
