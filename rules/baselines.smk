@@ -1,4 +1,27 @@
-"""The paper's flow-only baselines: Flow-Th (flow magnitude threshold) and Flow-Sal (flow saliency)."""
+"""Baselines: the paper's flow-only Flow-Th (flow magnitude threshold) and Flow-Sal (flow saliency),
+and Saliency (U²-Netp per frame as a background remover runs it; its masks come from threshold_masks)."""
+
+
+rule saliency:
+    input:
+        frames=frames_dir("{dataset}", "{seq}"),
+    output:
+        probs_h5("saliency", "{dataset}", "{seq}"),
+    params:
+        batch_size=config["inference"]["batch_size"],
+        device=config["inference"]["device"],
+    log:
+        log_of("saliency", "dataset", "seq"),
+    benchmark:
+        benchmark_of("saliency", "dataset", "seq")
+    threads: RES["threads"]
+    resources:
+        **HEAVY,
+    conda:
+        CONDA_ENV
+    shell:
+        "fusionseg saliency --frames {input.frames} --out {output} --batch-size {params.batch_size} "
+        "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule flow_th:
@@ -41,4 +64,4 @@ rule flow_sal:
 
 rule baselines:
     input:
-        [each(masks_dir, pairs, method) for method in ("flow-th", "flow-sal") for pairs in SCORED_PAIRS.values()],
+        [each(masks_dir, pairs, method) for method in ("flow-th", "flow-sal", "saliency") for pairs in SCORED_PAIRS.values() if method in METHODS],

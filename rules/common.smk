@@ -36,7 +36,9 @@ SYSTEM_METHODS = {
     "segflow": ("segflow", *(["segflow-online"] if config["segflow"]["online"] else [])),
 }
 SEMI_SUPERVISED_METHODS = ("tsn", "tsn-pixel", "segflow-online")
-METHODS = [method for system in SYSTEMS for method in SYSTEM_METHODS[system]]
+# Every summary has the Saliency row (U²-Netp per frame, no training): the floor a learned method must beat.
+BASELINE_METHODS = ("saliency",)
+METHODS = [*BASELINE_METHODS, *(method for system in SYSTEMS for method in SYSTEM_METHODS[system])]
 SEGFLOW_MODEL = f"{OUT}/models/segflow.pt"
 
 # Rules call `fusionseg <step>`, a shell function running `-m fusionseg` with the Python that runs

@@ -19,6 +19,7 @@ from fusionseg.metrics.scoring import LABEL_COLUMNS, SEQUENCE_COLUMNS
 METHOD_LABELS = {
     "flow-th": "Flow-Th",
     "flow-sal": "Flow-Sal",
+    "saliency": "Saliency",
     "appearance": "Ours-A",
     "motion": "Ours-M",
     "joint": "Ours-Joint",

@@ -18,6 +18,7 @@ OVERLAY_COLOUR = np.array([255, 40, 40], dtype=np.float32)
 METHOD_COLOURS = {
     "flow-th": "#b0b7c3",
     "flow-sal": "#7d8796",
+    "saliency": "#5c6370",
     "appearance": "#f2a541",
     "motion": "#3c91e6",
     "joint": "#2a9d5c",
