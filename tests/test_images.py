@@ -382,7 +382,7 @@ def test_train_appearance_on_an_image_cache(tmp_path: Path) -> None:
     out = tmp_path / "appearance.pt"
     args = ["train-appearance", "--images", str(manifest), "--out", str(out), "--params", params, "--threads", "1", "--device", "cpu"]
     assert main(args) == 0
-    assert torch.load(out, weights_only=False)["iteration"] == 2
+    assert torch.load(out, weights_only=True)["iteration"] == 2
     log = pd.read_csv(f"{out}.log.csv")
     assert np.isfinite(log["loss"]).all()
 
@@ -460,7 +460,7 @@ def test_workflow_runs_extract_images_and_reruns_only_what_a_key_changes(tmp_pat
     model = "out/models/appearance.pt"
     run_snakemake(tmp_path, "--cores", "1", targets=(model,))
     assert len(ImageMaskSamples(tmp_path / "out" / "images" / "voc" / "manifest.csv")) == len(TRAIN_AUG)
-    assert torch.load(tmp_path / model, weights_only=False)["iteration"] == 2
+    assert torch.load(tmp_path / model, weights_only=True)["iteration"] == 2
     assert job_counts(dry_run(tmp_path, model)) == {}
     config["datasets"]["photos"]["void_label"] = 254
     write_config(tmp_path, config)
