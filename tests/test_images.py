@@ -21,7 +21,7 @@ from fusionseg.config import ROLES, check_config
 from fusionseg.datasets.image_cache import ImageMaskSamples, read_image_manifest
 from fusionseg.datasets.images import VOID, ImageSetOptions, open_image_set
 from fusionseg.errors import ConfigError, InputError
-from fusionseg.io import write_image
+from fusionseg.io import OUTPUT_MARKER, write_image
 from fusionseg.shards.writer import file_sha256
 from fusionseg.train.data import IGNORE, ConcatSources, sample_batch
 from fusionseg.train.streams import pixel_cross_entropy
@@ -114,7 +114,7 @@ def test_cache_manifest_checksums_and_shards(tmp_path: Path) -> None:
     assert list(table.groupby("shard").size()) == [2, 2, 1]
     for shard, rows in table.groupby("shard"):
         assert rows["shard_sha256"].nunique() == 1 and rows["shard_sha256"].iloc[0] == file_sha256(out / shard)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.csv", "shards"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "manifest.csv", "shards"]
     # Without --void-label, 255 is an ordinary value above the threshold: object.
     assert set(np.unique(ImageMaskSamples(out / "manifest.csv")[0][1])) == {0, 1}
 

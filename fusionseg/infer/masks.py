@@ -52,7 +52,7 @@ def write_masks(probs_path: str | Path, out_dir: str | Path, threshold: float = 
 
     probs = read_probs(probs_path)
     object_ids = read_object_ids(probs_path)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "masks", [probs_path]) as tmp:
         for index, prob in enumerate(tqdm(probs, desc=f"masks {Path(probs_path).stem}", leave=False)):
             resized = resize_scores(prob, size) if size else prob
             path = tmp / f"{frame_name(index)}.png"

@@ -417,10 +417,13 @@ def import_models(out_dir: str | Path, flow: FlowConvention, bundle: str | Path 
     A bundle is verified and unpacked (its flow convention must be `flow`); single checkpoints are
     checked against their slots and copied (they record no input convention, so that stays unchecked).
     The folder is written whole or not at all; returns the provenance it records."""
-    from fusionseg.io import atomic_dir
+    from fusionseg.io import FormerOutput, atomic_dir
     from fusionseg.models.checkpoint import file_sha256, read_checkpoint
 
-    with atomic_dir(out_dir) as tmp:
+    # A folder imported before folders carried their marker: its provenance.json says it is ours.
+    former = FormerOutput("provenance.json", ("provenance.json", *(f"{name}.pt" for name in MODEL_NAMES)))
+    sources = [bundle] if bundle is not None else list(checkpoints.values())
+    with atomic_dir(out_dir, "imported models", sources, former) as tmp:
         if bundle is not None:
             verified = read_bundle(bundle)
             check_flow_matches(verified.flow, flow, str(bundle), "config")

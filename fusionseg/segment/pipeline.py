@@ -22,9 +22,9 @@ from fusionseg.datasets.layout import numbered_images
 from fusionseg.datasets.writer import ExtractOptions, write_sequence
 from fusionseg.flow.sequence import compute_sequence_flow, encode_flow
 from fusionseg.infer.run import infer_joint, infer_stream
-from fusionseg.io import atomic_file
+from fusionseg.io import atomic_file, check_replaceable
 from fusionseg.models.bundle import Bundle, extract_models
-from fusionseg.segment.outputs import RECORD, SegmentInputs, write_segment_outputs
+from fusionseg.segment.outputs import FORMER_SEQUENCE, RECORD, SegmentInputs, write_segment_outputs
 from fusionseg.segment.sources import Source, check_has_two_frames
 from fusionseg.segment.video import DEFAULT_FPS
 
@@ -63,6 +63,7 @@ def segment_sources(sources: list[Source], out_root: str | Path, bundle: Bundle,
     try:
         for source in sources:
             check_has_two_frames(source)
+            check_replaceable(out_root / source.name, [source.path], FORMER_SEQUENCE)
         with tempfile.TemporaryDirectory(prefix="fusionseg-models-") as models_dir:
             models = extract_models(bundle, models_dir)
             results = [
