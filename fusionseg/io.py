@@ -479,6 +479,23 @@ def open_hdf5(path: PathLike, kind: str):
         raise InputError(f"{path}: not a readable HDF5 {kind} ({exc})") from exc
 
 
+def utf8_path(path: PathLike, needed_by: str) -> str:
+    """`path` as text; an InputError naming it when it is not valid UTF-8 (`needed_by` says what cannot
+    take such a name)."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{path}: the name is not valid UTF-8, which {needed_by}: rename it") from None
+    return text
+
+
+def opencv_path(path: PathLike) -> str:
+    """`path` as OpenCV's video reader and writer take it: given a name that is not valid UTF-8, OpenCV
+    crashes the interpreter."""
+    return utf8_path(path, "OpenCV cannot open")
+
+
 def read_image(path: PathLike) -> np.ndarray:
     """Read a colour image as an RGB uint8 array (H, W, 3); a clear error if it is missing or corrupt."""
     path = Path(path)

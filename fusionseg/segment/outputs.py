@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fusionseg.errors import InputError
-from fusionseg.infer.masks import source_size, write_masks
+from fusionseg.infer.masks import fitted_size, write_masks
 from fusionseg.io import FormerOutput, atomic_dir, read_mask
 from fusionseg.report.figures import overlay
 from fusionseg.segment.video import write_video
@@ -48,15 +48,16 @@ def write_segment_outputs(inputs: SegmentInputs, out_dir: str | Path, stream_ove
     """Masks (Ours-Joint; with `stream_overlays` also Ours-A and Ours-M), overlay videos and segment.json
     into `out_dir`; returns the record written to segment.json."""
     from fusionseg import __version__
-    from fusionseg.infer.probs import read_probs_attrs
+    from fusionseg.infer.probs import probs_shape, read_probs_attrs
 
-    size = source_size(inputs.frames_dir)
     methods = {"joint": ("", inputs.joint_probs)}
     if stream_overlays:
         missing = [s for s in STREAMS if s not in inputs.stream_probs]
         if missing:
             raise InputError(f"{inputs.name}: stream overlays need the {' and '.join(missing)} probabilities")
         methods.update({stream: (f"-{stream}", inputs.stream_probs[stream]) for stream in STREAMS})
+    for _, probs in methods.values():  # each must be this sequence's; all give the source's size
+        size = fitted_size(inputs.frames_dir, probs_shape(probs), probs)
     sources = [inputs.frames_dir, inputs.joint_probs, *inputs.stream_probs.values()]
     with atomic_dir(out_dir, "segmented sequence", sources, FORMER_SEQUENCE) as tmp:
         counts = {}
