@@ -92,4 +92,6 @@ def _describe_os_error(exc: OSError) -> str:
 
 
 def _one_line(message: str) -> str:
+    # A file name that is not UTF-8 (surrogate escapes) is shown escaped, whatever stream stderr is.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return "; ".join(line.strip() for line in message.splitlines() if line.strip())

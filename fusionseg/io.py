@@ -2,6 +2,8 @@
 
 Every stage writes its outputs through `atomic_file` / `atomic_dir`, so an interrupted or failed
 step never leaves a partial output under the final name (Snakemake would otherwise trust it). A
+folder output carries a marker (OUTPUT_MARKER), and an existing folder is replaced only when it is
+ours: what the user keeps at an output's place is never deleted (`check_replaceable`). A
 write that fails for a reason of the machine (full disk, read-only or forbidden folder) becomes one
 `OutputError` naming the output. Temporary names carry the host and process id, so the next run
 that writes the same output removes what a killed run left (and never what a live one is writing).
@@ -10,15 +12,19 @@ that writes the same output removes what a killed run left (and never what a liv
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
+import fnmatch
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
 import signal
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
@@ -39,6 +45,8 @@ _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)-(?P<pid>\d+)\.[a-z0-9
 # Failures of the machine, not of the input: always about the file being written.
 _WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 _ACCESS_FAULTS = (errno.EACCES, errno.EPERM)
+# Written into every folder output: a later run replaces a folder only when it finds this in it.
+OUTPUT_MARKER = ".fusionseg-output"
 
 
 @contextlib.contextmanager
@@ -56,22 +64,105 @@ def atomic_file(path: PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
+def atomic_dir(path: PathLike, kind: str, inputs: Iterable[PathLike] = (), former: FormerOutput | None = None) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds.
+
+    The folder gets the marker OUTPUT_MARKER (`kind`: what it holds), by which a later run knows it
+    may replace it. Before any work, and again before replacing, `check_replaceable(path, inputs,
+    former)`: a folder that is not ours, or a place never to replace, stops the step untouched.
+    """
     path = Path(path)
+    inputs = list(inputs)
+    check_replaceable(path, inputs, former)
     with write_faults_named(path):
         tmp = temporary_path(path, directory=True)
         try:
             yield tmp
+            _write_marker(tmp, kind)
             _default_permissions(tmp, 0o777)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
+            check_replaceable(path, inputs, former)  # something may have appeared there meanwhile
+            _replace_dir(tmp, path)
         except OutputError as exc:  # of a file inside: name it where it was going to be
             raise OutputError(_final_name(Path(exc.path), tmp, path), exc.cause) from exc
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
+
+
+@dataclass(frozen=True)
+class FormerOutput:
+    """How a folder that fusionseg wrote before it marked its folders is still recognised as ours: it
+    holds `record` (the file that step writes to describe the folder) and only names matching `names`."""
+
+    record: str
+    names: tuple[str, ...]
+
+    def matches(self, folder: Path) -> bool:
+        entries = [entry.name for entry in os.scandir(folder)]
+        return self.record in entries and all(any(fnmatch.fnmatchcase(e, n) for n in self.names) for e in entries)
+
+
+def check_replaceable(path: PathLike, inputs: Iterable[PathLike] = (), former: FormerOutput | None = None) -> None:
+    """An OutputError unless a folder output may be written at `path`: nothing is there, or an empty
+    folder, or a folder of ours (its marker, or `former`). The current folder, the home folder, the
+    root, any folder above them and any folder holding one of `inputs` are refused whatever they hold:
+    their content is the user's."""
+    path = Path(path)
+    place = _refused_place(path, inputs)
+    if place:
+        raise OutputError(path, f"it is {place}; an output folder there would replace it: name a folder of its own")
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise OutputError(path, "something other than a folder is there; it was left as it is")
+    if path.exists() and not _is_ours(path, former):
+        raise OutputError(
+            path, f"a folder fusionseg did not write is there (no {OUTPUT_MARKER} in it); it was left as it is: "
+            "remove it or choose another output folder"
+        )  # fmt: skip
+
+
+def _refused_place(path: Path, inputs: Iterable[PathLike]) -> str | None:
+    """What `path` is when it must never be replaced (None: an ordinary place)."""
+    place = path.resolve()
+    if place == Path(place.anchor):
+        return "the root folder"
+    for label, folder in (("the current folder", Path.cwd()), ("the home folder", Path(os.path.expanduser("~")))):
+        folder = folder.resolve()
+        if place == folder or place in folder.parents:
+            return label if place == folder else f"a folder above {label}"
+    for source in map(Path, inputs):
+        source = source.resolve()
+        if place == source or place in source.parents:
+            return f"the input {source}" if place == source else f"a folder holding the input {source}"
+    if path.name == "..":  # a/b/..: renaming onto it fails; the folder has a name of its own
+        return f"{place}, named through '..'"
+    return None
+
+
+def _is_ours(folder: Path, former: FormerOutput | None) -> bool:
+    marker = folder / OUTPUT_MARKER
+    if marker.is_file() and not marker.is_symlink():
+        return True
+    return not any(os.scandir(folder)) or (former is not None and former.matches(folder))
+
+
+def _write_marker(folder: Path, kind: str) -> None:
+    from fusionseg import __version__
+
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    record = {"written_by": "fusionseg", "version": __version__, "kind": kind, "created": created}
+    (folder / OUTPUT_MARKER).write_text(json.dumps(record) + "\n")
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    """Move `tmp` to `path`. An earlier folder there is first renamed aside under a temporary name, so
+    that, if this process dies before it is removed, the next writer of `path` removes it."""
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    aside = temporary_path(path, directory=True)
+    os.replace(path, aside)
+    os.replace(tmp, path)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _final_name(written: Path, tmp: Path, path: Path) -> Path:
@@ -386,6 +477,23 @@ def open_hdf5(path: PathLike, kind: str):
         return h5py.File(path, "r")
     except OSError as exc:
         raise InputError(f"{path}: not a readable HDF5 {kind} ({exc})") from exc
+
+
+def utf8_path(path: PathLike, needed_by: str) -> str:
+    """`path` as text; an InputError naming it when it is not valid UTF-8 (`needed_by` says what cannot
+    take such a name)."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{path}: the name is not valid UTF-8, which {needed_by}: rename it") from None
+    return text
+
+
+def opencv_path(path: PathLike) -> str:
+    """`path` as OpenCV's video reader and writer take it: given a name that is not valid UTF-8, OpenCV
+    crashes the interpreter."""
+    return utf8_path(path, "OpenCV cannot open")
 
 
 def read_image(path: PathLike) -> np.ndarray:

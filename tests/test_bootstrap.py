@@ -21,7 +21,7 @@ from fusionseg.config import section_params
 from fusionseg.bootstrap.run import SequenceInputs, run_bootstrap
 from fusionseg.cli import main
 from fusionseg.errors import ConfigError, InputError
-from fusionseg.io import write_image, write_mask
+from fusionseg.io import OUTPUT_MARKER, write_image, write_mask
 from fusionseg.shards import ShardDataset, verify_manifest
 
 H, W = 48, 64
@@ -137,7 +137,7 @@ def test_kept_samples_round_trip_through_the_shards(weak_video, tmp_path):
     manifest = pd.read_csv(out / "manifest.csv")
     assert json.loads(manifest["boxes"].iloc[0]) == [list(BOX)]
     assert set(manifest["model_sha256"]) == {"cd" * 32}
-    assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-00000.h5", "shard-00001.h5"]
+    assert sorted(p.name for p in (out / "shards").iterdir()) == [OUTPUT_MARKER, "shard-00000.h5", "shard-00001.h5"]
     assert verify_manifest(out / "manifest.csv")["samples"].tolist() == [2, 2]
 
 
@@ -204,7 +204,7 @@ def test_run_that_keeps_nothing_writes_empty_but_valid_outputs(tmp_path):
     inputs = write_sequence(tmp_path, "alpha")
     out = tmp_path / "pseudo"
     run_bootstrap([inputs], out, params(min_flow_contrast=10_000))
-    assert list((out / "shards").iterdir()) == []
+    assert [p.name for p in (out / "shards").iterdir()] == [OUTPUT_MARKER]
     assert len(ShardDataset(out / "manifest.csv")) == 0
     assert verify_manifest(out / "manifest.csv").empty
     assert pd.read_csv(out / "funnel.csv").set_index("sequence").loc["total", "kept"] == 0

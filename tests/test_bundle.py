@@ -22,6 +22,7 @@ from fusionseg.cli import main
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.models import bundle as bundle_module
 from fusionseg.models.bundle import (
+    MANIFEST_CHECKSUM,
     MANIFEST_NAME,
     check_models_config,
     export_bundle,
@@ -84,19 +85,23 @@ def bundle(trained) -> Path:
 
 
 def rewrite_bundle(source: Path, out: Path, members: dict[str, bytes] | None = None, edit=None, keep_checksums: bool = False) -> Path:
-    """A copy of a bundle with members replaced and the manifest edited; checksums follow the new members
-    unless `keep_checksums` (then the manifest still describes the old ones)."""
+    """A copy of a bundle with members replaced and the manifest edited; checksums (the manifest's, and
+    manifest.sha256) follow the new members and manifest, as a deliberate forger's would, unless
+    `keep_checksums` (then the manifest still describes the old members)."""
     with zipfile.ZipFile(source) as archive:
         contents = {name: archive.read(name) for name in archive.namelist()}
     manifest = json.loads(contents.pop(MANIFEST_NAME))
+    contents.pop(MANIFEST_CHECKSUM)
     contents.update(members or {})
     if not keep_checksums:
         for name, data in contents.items():
             manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     if edit:
         edit(manifest)
+    manifest_bytes = json.dumps(manifest).encode()
     with zipfile.ZipFile(out, "w") as archive:
-        archive.writestr(MANIFEST_NAME, json.dumps(manifest))
+        archive.writestr(MANIFEST_NAME, manifest_bytes)
+        archive.writestr(MANIFEST_CHECKSUM, hashlib.sha256(manifest_bytes).hexdigest())
         for name, data in contents.items():
             archive.writestr(name, data)
     return out
@@ -120,7 +125,8 @@ def test_manifest_records_checksums_training_scores_and_terms(bundle, trained) -
         names = set(archive.namelist())
         for name, entry in manifest["files"].items():
             assert hashlib.sha256(archive.read(name)).hexdigest() == entry["sha256"]
-    assert names == {"manifest.json", "config.yaml", "appearance.pt", "motion.pt", "fusion.pt"}
+    assert names == {"manifest.json", "manifest.sha256", "config.yaml", "appearance.pt", "motion.pt", "fusion.pt"}
+    assert member(bundle, "manifest.sha256").decode().strip() == hashlib.sha256(member(bundle, "manifest.json")).hexdigest()
     assert member(bundle, "config.yaml") == (trained / "train.yaml").read_bytes()
     assert manifest["training"]["roles"]["fusion_train"] == ["synth/clip000"]
     assert manifest["scores"]["summary"] == [{"method": "Ours-Joint", "method_id": "joint", "synth J": 0.25}]

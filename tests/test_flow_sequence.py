@@ -14,7 +14,7 @@ from fusionseg.cli import main
 from fusionseg.flow import read_flow_h5
 from fusionseg.flow.flo import read_flo, read_kitti_flow, write_flo, write_kitti_flow
 from fusionseg.flow.sequence import CONVENTION, frame_pairs, read_flow_attrs
-from fusionseg.io import read_image, write_image
+from fusionseg.io import OUTPUT_MARKER, read_image, write_image
 
 HEIGHT, WIDTH = 48, 64
 STEP = (1.5, -1.0)  # pixels per frame: every frame moves the pattern by this
@@ -83,7 +83,7 @@ def test_encode_flow_per_frame_and_fixed(tmp_path: Path) -> None:
     assert main(["compute-flow", "--frames", str(frames), "--out", str(flow_path), "--method", "dis"]) == 0
     per_frame, fixed = tmp_path / "rgb", tmp_path / "rgb_fixed"
     assert main(["encode-flow", "--flow", str(flow_path), "--out", str(per_frame)]) == 0
-    assert leftovers(per_frame) == ["00000.png", "00001.png", "00002.png"]
+    assert leftovers(per_frame) == [OUTPUT_MARKER, "00000.png", "00001.png", "00002.png"]
     image = read_image(per_frame / "00000.png")
     assert image.shape == (HEIGHT, WIDTH, 3)
     assert main(["encode-flow", "--flow", str(flow_path), "--out", str(fixed), "--normalization", "fixed",

@@ -21,7 +21,7 @@ from fusionseg.config import ROLES, check_config
 from fusionseg.datasets.image_cache import ImageMaskSamples, read_image_manifest
 from fusionseg.datasets.images import VOID, ImageSetOptions, open_image_set
 from fusionseg.errors import ConfigError, InputError
-from fusionseg.io import write_image
+from fusionseg.io import OUTPUT_MARKER, write_image
 from fusionseg.shards.writer import file_sha256
 from fusionseg.train.data import IGNORE, ConcatSources, sample_batch
 from fusionseg.train.streams import pixel_cross_entropy
@@ -114,7 +114,7 @@ def test_cache_manifest_checksums_and_shards(tmp_path: Path) -> None:
     assert list(table.groupby("shard").size()) == [2, 2, 1]
     for shard, rows in table.groupby("shard"):
         assert rows["shard_sha256"].nunique() == 1 and rows["shard_sha256"].iloc[0] == file_sha256(out / shard)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.csv", "shards"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "manifest.csv", "shards"]
     # Without --void-label, 255 is an ordinary value above the threshold: object.
     assert set(np.unique(ImageMaskSamples(out / "manifest.csv")[0][1])) == {0, 1}
 
@@ -382,7 +382,7 @@ def test_train_appearance_on_an_image_cache(tmp_path: Path) -> None:
     out = tmp_path / "appearance.pt"
     args = ["train-appearance", "--images", str(manifest), "--out", str(out), "--params", params, "--threads", "1", "--device", "cpu"]
     assert main(args) == 0
-    assert torch.load(out, weights_only=False)["iteration"] == 2
+    assert torch.load(out, weights_only=True)["iteration"] == 2
     log = pd.read_csv(f"{out}.log.csv")
     assert np.isfinite(log["loss"]).all()
 
@@ -460,7 +460,7 @@ def test_workflow_runs_extract_images_and_reruns_only_what_a_key_changes(tmp_pat
     model = "out/models/appearance.pt"
     run_snakemake(tmp_path, "--cores", "1", targets=(model,))
     assert len(ImageMaskSamples(tmp_path / "out" / "images" / "voc" / "manifest.csv")) == len(TRAIN_AUG)
-    assert torch.load(tmp_path / model, weights_only=False)["iteration"] == 2
+    assert torch.load(tmp_path / model, weights_only=True)["iteration"] == 2
     assert job_counts(dry_run(tmp_path, model)) == {}
     config["datasets"]["photos"]["void_label"] = 254
     write_config(tmp_path, config)

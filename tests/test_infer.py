@@ -13,7 +13,7 @@ from fusionseg.errors import InputError
 from fusionseg.infer import read_probs, read_probs_attrs, write_probs
 from fusionseg.infer.masks import write_masks
 from fusionseg.infer.run import infer_joint, infer_stream
-from fusionseg.io import read_mask, write_image
+from fusionseg.io import OUTPUT_MARKER, read_mask, write_image
 from fusionseg.models import FusionModel, StreamModel, file_sha256, save_checkpoint
 from fusionseg.models.fusion import log_probabilities
 from fusionseg.models.stream import foreground_probability
@@ -113,7 +113,7 @@ def test_masks_threshold_the_probabilities(tmp_path):
     probs[1, :, :3] = 0.6
     write_probs(tmp_path / "p.h5", [probs], 2, SIZE, "joint", "x")
     assert write_masks(tmp_path / "p.h5", tmp_path / "masks", 0.5) == 2
-    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["00000.png", "00001.png"]
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == [OUTPUT_MARKER, "00000.png", "00001.png"]
     assert np.array_equal(read_mask(tmp_path / "masks" / "00000.png"), probs[0] > 0.5)
     write_masks(tmp_path / "p.h5", tmp_path / "masks", 0.7)
     assert not read_mask(tmp_path / "masks" / "00001.png").any()

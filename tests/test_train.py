@@ -226,7 +226,7 @@ def test_freeze_stages_beyond_the_backbone_is_a_config_error(tmp_path):
 
 
 def read_checkpoint_resume(path):
-    return torch.load(path, weights_only=False)
+    return torch.load(path, weights_only=True)
 
 
 def test_resume_file_from_other_parameters_is_not_used(tmp_path):

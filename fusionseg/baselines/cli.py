@@ -46,23 +46,31 @@ def _frames_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _target_size(args: argparse.Namespace) -> tuple[int, int] | None:
-    from fusionseg.infer.masks import source_size
-
-    return source_size(args.frames) if args.frames else None
-
-
 def run_flow_th(args: argparse.Namespace) -> None:
     from fusionseg.baselines.flow_masks import write_flow_threshold_masks
+    from fusionseg.flow.sequence import open_flow
+    from fusionseg.infer.masks import fitted_size
 
-    count = write_flow_threshold_masks(args.flow, args.out, _target_size(args))
+    size = None
+    if args.frames:
+        with open_flow(args.flow) as flow:
+            size = fitted_size(args.frames, flow.shape[:3], args.flow, "flow")
+    count = write_flow_threshold_masks(args.flow, args.out, size)
     print(f"{args.out}: {count} Flow-Th masks")
 
 
 def run_flow_sal(args: argparse.Namespace) -> None:
     from fusionseg.baselines.flow_masks import write_flow_saliency_masks
+    from fusionseg.datasets.layout import numbered_images
+    from fusionseg.infer.masks import fitted_size
+    from fusionseg.io import read_image
 
-    count = write_flow_saliency_masks(args.flow_rgb, args.out, _target_size(args))
+    size = None
+    if args.frames:
+        images = numbered_images(args.flow_rgb, "flow image")
+        shape = (len(images), *read_image(images[0]).shape[:2])
+        size = fitted_size(args.frames, shape, args.flow_rgb, "flow images")
+    count = write_flow_saliency_masks(args.flow_rgb, args.out, size)
     print(f"{args.out}: {count} Flow-Sal masks")
 
 

@@ -42,7 +42,7 @@ def write_flow_threshold_masks(flow_path: Path, out_dir: Path, size: Size | None
     """Flow-Th for every frame of a flow HDF5 (dataset `flow`, (N, H, W, 2)); returns the frame count."""
     from fusionseg.flow.sequence import open_flow
 
-    with open_flow(flow_path) as flows, atomic_dir(out_dir) as tmp:
+    with open_flow(flow_path) as flows, atomic_dir(out_dir, "Flow-Th masks", [flow_path]) as tmp:
         for index in tqdm(range(flows.shape[0]), desc="flow-th", unit="frame", leave=False):
             write_mask(tmp / f"{frame_name(index)}.png", flow_threshold_mask(flows[index], size))
         return flows.shape[0]
@@ -51,7 +51,7 @@ def write_flow_threshold_masks(flow_path: Path, out_dir: Path, size: Size | None
 def write_flow_saliency_masks(flow_rgb_dir: Path, out_dir: Path, size: Size | None = None) -> int:
     """Flow-Sal for every colour-coded flow image 00000.png, ... in a folder; returns the frame count."""
     paths = numbered_images(flow_rgb_dir, "flow image")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "Flow-Sal masks", [flow_rgb_dir]) as tmp:
         for path in tqdm(paths, desc="flow-sal", unit="frame", leave=False):
             write_mask(tmp / f"{path.stem}.png", flow_saliency_mask(read_image(path), size))
     return len(paths)

@@ -30,7 +30,7 @@ from fusionseg.bootstrap.report import funnel_row, funnel_table, log_funnel, qua
 from fusionseg.datasets.layout import Sequence, frame_name
 from fusionseg.errors import InputError
 from fusionseg.infer.probs import open_probs, read_prob_frame
-from fusionseg.io import atomic_dir, atomic_file, read_image, read_mask
+from fusionseg.io import atomic_dir, atomic_file, check_replaceable, read_image, read_mask
 from fusionseg.metrics.measures import jaccard
 from fusionseg.shards.writer import Sample, ShardWriter, write_manifest
 
@@ -76,10 +76,11 @@ def run_bootstrap(inputs: list[SequenceInputs], out_dir: Path, params: dict[str,
     """Filter every frame, write the kept ones into shards, and write the tables; return the funnel."""
     out_dir = Path(out_dir)
     checked = [check_sequence(item) for item in inputs]
-    _remove_previous_outputs(out_dir)
+    sources = [path for item in inputs for path in (item.frames_dir, item.probs_path, item.flow_rgb_dir)]
+    _remove_previous_outputs(out_dir, sources)
     limits = Thresholds(params["threshold"], params["box_iou"], params["max_fill"], params["min_flow_contrast"])
     tally = Tally([], [])
-    with atomic_dir(out_dir / SHARDS_DIR) as shards_tmp:
+    with atomic_dir(out_dir / SHARDS_DIR, "pseudo-label shards", sources) as shards_tmp:
         with ShardWriter(shards_tmp, params["shard_size"], params["compression"]) as writer:
             with tqdm(total=sum(len(c.frame_paths) for c in checked), desc="bootstrap", unit="frame") as progress:
                 for item in checked:
@@ -194,7 +195,9 @@ def _read_rgb(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return rgb
 
 
-def _remove_previous_outputs(out_dir: Path) -> None:
+def _remove_previous_outputs(out_dir: Path, sources: list[Path]) -> None:
+    # A shards folder that is not ours stops the run before anything is removed.
+    check_replaceable(out_dir / SHARDS_DIR, sources)
     # The manifest goes first: without it, no leftover shard is ever taken for a complete output.
     (out_dir / "manifest.csv").unlink(missing_ok=True)
     shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)

@@ -27,13 +27,15 @@ from tqdm import tqdm
 from fusionseg.datasets.images import ImagePair, ImageSet, read_pair
 from fusionseg.datasets.writer import target_size
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_dir, hdf5_output, open_hdf5
+from fusionseg.io import FormerOutput, atomic_dir, hdf5_output, open_hdf5
 from fusionseg.shards.verify import check_checksum
 from fusionseg.shards.writer import file_sha256, sample_key, shard_name
 
 CACHE_FORMAT = "fusionseg-images-1"
 MANIFEST = "manifest.csv"
 SHARDS = "shards"
+# A cache written before folder outputs carried their marker: still replaced by a new one.
+FORMER_CACHE = FormerOutput(MANIFEST, (MANIFEST, SHARDS))
 DEFAULT_SHARD_SIZE = 1024
 MANIFEST_COLUMNS = [
     "sample", "stem", "image_file", "mask_file", "height", "width",
@@ -57,7 +59,8 @@ def write_image_cache(
         raise InputError(f"{image_set.name}: no images to write")
     source_json = json.dumps(source or {}, sort_keys=True)
     rows = []
-    with atomic_dir(out) as staging, tqdm(total=len(image_set.pairs), desc=f"cache {image_set.name}", unit="image") as bar:
+    sources = {p.image.parent for p in image_set.pairs} | {p.mask.parent for p in image_set.pairs}
+    with atomic_dir(out, "image cache", sources, FORMER_CACHE) as staging, tqdm(total=len(image_set.pairs), desc=f"cache {image_set.name}", unit="image") as bar:
         (staging / SHARDS).mkdir()
         for index, start in enumerate(range(0, len(image_set.pairs), shard_size)):
             pairs = image_set.pairs[start : start + shard_size]

@@ -34,6 +34,20 @@ def frame_name(index: int) -> str:
     return f"{index:05d}"
 
 
+def check_sequence_name(name: str, where: str | Path) -> None:
+    """An InputError naming `where` when `name` cannot name a sequence: its folders, tables and outputs
+    are named after it, so it must be a folder name, and valid UTF-8 (tables, reports, OpenCV)."""
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        problem = "cannot name a folder"
+    else:
+        try:
+            name.encode("utf-8")
+            return
+        except UnicodeEncodeError:
+            problem = "is not valid UTF-8"
+    raise InputError(f"{where}: sequence name {name!r} {problem}: rename it")
+
+
 @dataclass(frozen=True)
 class Sequence:
     """One sequence of a DAVIS-layout root."""
@@ -44,6 +58,7 @@ class Sequence:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        check_sequence_name(self.name, self.root)
 
     @classmethod
     def from_frames_dir(cls, frames_dir: str | Path) -> "Sequence":

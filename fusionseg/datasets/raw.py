@@ -16,7 +16,7 @@ import pandas as pd
 
 from fusionseg.datasets.layout import BOX_COLUMNS
 from fusionseg.errors import InputError
-from fusionseg.io import read_image, read_label_image
+from fusionseg.io import read_image, read_label_image, utf8_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm")
 
@@ -66,10 +66,14 @@ def read_object_labels(path: Path, threshold: int) -> np.ndarray:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files in a folder (hidden files skipped); an error if the folder is missing."""
+    """Image files in a folder (hidden files skipped); an error if the folder is missing or a name is not
+    UTF-8 (frame tables and manifests record every name)."""
     if not folder.is_dir():
         raise InputError(f"{folder}: folder not found")
-    return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    for path in files:
+        utf8_path(path, "frame tables and manifests cannot record")
+    return files
 
 
 def frames_from_files(paths: list[Path]) -> Callable[[], Iterator[Frame]]:

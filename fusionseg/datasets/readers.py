@@ -28,6 +28,7 @@ from fusionseg.datasets.catalog import imagenet_vid_sequence_dirs, natural_key, 
 from fusionseg.datasets.layout import BOX_COLUMNS
 from fusionseg.datasets.raw import Frame, MaskSource, RawSequence, frames_from_files, image_files
 from fusionseg.errors import InputError
+from fusionseg.io import opencv_path
 
 
 def open_source(layout: str, source: str | Path, sequence: str | None, resolution: str = "480p", mask_threshold: int = 0) -> RawSequence:
@@ -103,7 +104,7 @@ def read_video_source(source: Path, sequence: str | None) -> RawSequence:
 def _decode_video(path: Path) -> Iterator[Frame]:
     import cv2
 
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(opencv_path(path))
     if not capture.isOpened():
         raise InputError(f"{path}: not a readable video (unknown format, corrupt or truncated file)")
     expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))

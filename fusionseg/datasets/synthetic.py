@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fusionseg.datasets.layout import BOX_COLUMNS, TABLE_COLUMNS, Sequence, frame_name
+from fusionseg.datasets.layout import BOX_COLUMNS, TABLE_COLUMNS, Sequence, check_sequence_name, frame_name
 from fusionseg.datasets.writer import JPEG_QUALITY, mask_box, staged_sequence, write_tables
 from fusionseg.io import write_image, write_labels, write_mask
 
@@ -87,6 +87,7 @@ def write_clip(out_root: str | Path, name: str, params: SynthParams, merge_objec
     """
     from fusionseg.flow.flo import write_flo
 
+    check_sequence_name(name, out_root)  # before the name seeds the clip
     clip = render_clip(name, params)
     with staged_sequence(out_root, name) as staged:
         for t in range(params.frames):

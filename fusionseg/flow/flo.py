@@ -23,7 +23,8 @@ UNKNOWN_FLOW_THRESHOLD = 1e9
 
 
 def read_flo(path: str | Path) -> np.ndarray:
-    """Read a .flo file as float32 (H, W, 2); a clear error for a wrong tag or a truncated file."""
+    """Read a .flo file as float32 (H, W, 2); a clear error for a wrong tag, a truncated file, or NaN or
+    infinite values (.flo marks unknown flow with finite values above 1e9: these are damage)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: flow file not found")
@@ -34,7 +35,10 @@ def read_flo(path: str | Path) -> np.ndarray:
     expected = 12 + 8 * width * height
     if width <= 0 or height <= 0 or len(raw) != expected:
         raise InputError(f"{path}: truncated or malformed .flo ({len(raw)} bytes, expected {expected} for {width}x{height})")
-    return np.frombuffer(raw[12:], "<f4").reshape(height, width, 2).astype(np.float32)
+    flow = np.frombuffer(raw[12:], "<f4").reshape(height, width, 2).astype(np.float32)
+    if not np.isfinite(flow).all():
+        raise InputError(f"{path}: holds NaN or infinite flow values (damaged .flo; unknown flow is written as values above 1e9)")
+    return flow
 
 
 def write_flo(path: str | Path, flow: np.ndarray) -> None:

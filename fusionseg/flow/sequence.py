@@ -147,7 +147,7 @@ def encode_flow(
 ) -> int:
     """Write one colour-coded RGB PNG per frame (00000.png, ...) into `out_dir`; returns the count."""
     scale = normalizing_maximum(normalization, max_flow)
-    with open_flow(flow_path) as flow, atomic_dir(out_dir) as tmp:
+    with open_flow(flow_path) as flow, atomic_dir(out_dir, "flow images", [flow_path]) as tmp:
         for index in tqdm(range(len(flow)), desc=f"encode {Path(flow_path).stem}", unit="frame"):
             write_image(tmp / f"{frame_name(index)}.png", flow_to_rgb(flow[index], scale))
         return len(flow)

@@ -81,10 +81,11 @@ def _infer_joint(args: argparse.Namespace) -> None:
 
 def _masks(args: argparse.Namespace) -> None:
     from fusionseg.errors import ConfigError
-    from fusionseg.infer.masks import source_size, write_masks
+    from fusionseg.infer.masks import fitted_size, write_masks
+    from fusionseg.infer.probs import probs_shape
 
     if not 0 <= args.threshold <= 1:
         raise ConfigError(f"--threshold: must be in [0, 1] (got {args.threshold})")
-    size = source_size(args.frames) if args.frames else None
+    size = fitted_size(args.frames, probs_shape(args.probs), args.probs) if args.frames else None
     count = write_masks(args.probs, args.out, args.threshold, size)
     print(f"{args.out}: {count} mask(s)")

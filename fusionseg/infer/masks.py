@@ -15,14 +15,30 @@ import numpy as np
 from tqdm import tqdm
 
 from fusionseg.datasets.layout import Sequence, frame_name
+from fusionseg.errors import InputError
 from fusionseg.io import atomic_dir, write_labels, write_mask
 
 Size = tuple[int, int]  # (width, height)
 
 
-def source_size(frames_dir: str | Path) -> Size:
-    """(width, height) of the frames' source, from the sequence's frame table."""
-    return Sequence.from_frames_dir(frames_dir).source_size()
+def fitted_size(frames_dir: str | Path, shape: tuple[int, ...], path: str | Path, kind: str = "probabilities") -> Size:
+    """(width, height) of the source of `frames_dir`'s frames, once maps of `shape` ((N, ..., H, W), read
+    from `path`) are seen to be that sequence's: one per frame, with the source's aspect ratio. An
+    InputError names `path` otherwise: resized to the source, they would give wrong masks silently."""
+    sequence = Sequence.from_frames_dir(frames_dir)
+    frames = len(sequence.frame_paths())
+    width, height = sequence.source_size()
+    count, (map_height, map_width) = shape[0], shape[-2:]
+    if count != frames:
+        raise InputError(f"{path}: {kind} for {count} frame(s), but {frames_dir} has {frames} (another sequence's?)")
+    # The networks' size is the source's scaled and rounded, each side by less than a pixel, so the
+    # cross products differ by less than width + height; another aspect ratio differs by more.
+    if abs(map_width * height - map_height * width) > width + height:
+        raise InputError(
+            f"{path}: {kind} of {map_width}x{map_height}, not the shape of {frames_dir}'s source ({width}x{height}): "
+            "they are another sequence's, and resizing them would stretch the masks"
+        )
+    return width, height
 
 
 def resize_scores(scores: np.ndarray, size: Size) -> np.ndarray:
@@ -52,7 +68,7 @@ def write_masks(probs_path: str | Path, out_dir: str | Path, threshold: float = 
 
     probs = read_probs(probs_path)
     object_ids = read_object_ids(probs_path)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "masks", [probs_path]) as tmp:
         for index, prob in enumerate(tqdm(probs, desc=f"masks {Path(probs_path).stem}", leave=False)):
             resized = resize_scores(prob, size) if size else prob
             path = tmp / f"{frame_name(index)}.png"

@@ -97,6 +97,12 @@ def read_probs_attrs(path: str | Path) -> dict[str, str]:
         return {key: str(value) for key, value in handle.attrs.items()}
 
 
+def probs_shape(path: str | Path) -> tuple[int, ...]:
+    """(N, H, W) or (N, K, H, W) of a probability file (nothing read but its header)."""
+    with open_probs(path) as handle:
+        return handle[DATASET].shape
+
+
 def open_probs(path: str | Path) -> h5py.File:
     """A probability file open for reading; an InputError naming it when it is not one."""
     handle = open_hdf5(path, "probability file")

@@ -1,6 +1,6 @@
 """Model bundles: the three trained networks of a run in one checked file, to segment video elsewhere.
 
-A bundle is a zip file (format "fusionseg-bundle-1") holding
+A bundle is a zip file (format "fusionseg-bundle-2") holding
 
     manifest.json   format, SHA-256 and size of every other member, per model its file, `arch`
                     (kind, stream, backbone), training iteration and input convention (appearance: RGB
@@ -12,30 +12,48 @@ A bundle is a zip file (format "fusionseg-bundle-1") holding
     appearance.pt   checkpoints in fusionseg.models.checkpoint's format, floating-point weights stored
     motion.pt       as float16 (half the size; loading copies them into the float32 networks)
     fusion.pt
+    manifest.sha256 the SHA-256 of manifest.json (hex), so that an edited manifest is refused
 
-Reading one (`read_bundle`) checks every member against its SHA-256, every checkpoint's architecture
+Reading one (`read_bundle`) checks the manifest against manifest.sha256, the sizes the manifest and
+the zip directory declare for every member (equal, and at most MAX_MEMBER_BYTES, before a byte is
+decompressed), every member against its SHA-256 (streamed: one member in memory at a time), every
+checkpoint's architecture
 against the manifest and the slot it fills, that its weights fit that architecture, and the input
 conventions; any problem is one InputError naming the bundle and the member. A bundle's own SHA-256
-is recorded in the provenance of everything made with it.
+is recorded in the provenance of everything made with it. Bundles of the first format
+("fusionseg-bundle-1", without manifest.sha256) are still read, with a warning to export them again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import io
 import json
+import logging
 import subprocess
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 from fusionseg.errors import ConfigError, InputError
 
-BUNDLE_FORMAT = "fusionseg-bundle-1"
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "fusionseg-bundle-2"
+# The first format had no manifest checksum; its bundles (the shipped one, until it is exported again) are read.
+FIRST_FORMAT = "fusionseg-bundle-1"
 MANIFEST_NAME = "manifest.json"
+MANIFEST_CHECKSUM = "manifest.sha256"
+# Bounds on what reading a bundle decompresses: a manifest is a few kB, a float16 ResNet-101 stream
+# about 90 MB. A larger declared size is refused before anything is read.
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MEMBER_BYTES = 512 << 20
+CHUNK_BYTES = 1 << 20
 CONFIG_NAME = "config.yaml"
 MODEL_NAMES = ("appearance", "motion", "fusion")
 # What each network reads: its input convention, checked before any inference.
@@ -131,12 +149,14 @@ def read_bundle(path: str | Path) -> Bundle:
     from fusionseg.models.checkpoint import file_sha256
 
     path = Path(path)
+    slots = {f"{name}.pt": name for name in MODEL_NAMES}
     with _open_zip(path) as archive:
         manifest = _manifest_of(path, archive)
-        members = {name: _read_member(path, archive, manifest, name) for name in manifest["files"]}
-    for name in MODEL_NAMES:
-        payload = _load_checkpoint_bytes(path, name, members[f"{name}.pt"])
-        check_checkpoint(payload, name, manifest["models"][name]["arch"], f"{path}: {name}.pt")
+        for member in manifest["files"]:  # one at a time: memory holds a single member
+            data = _read_member(path, archive, manifest, member)
+            if member in slots:
+                payload = _load_checkpoint_bytes(path, slots[member], data)
+                check_checkpoint(payload, slots[member], manifest["models"][slots[member]]["arch"], f"{path}: {member}")
     _check_inputs(path, manifest)
     return Bundle(path, file_sha256(path), manifest)
 
@@ -145,14 +165,17 @@ def extract_models(bundle: Bundle, out_dir: str | Path) -> dict[str, Path]:
     """Write the bundle's checkpoints, byte for byte, as `out_dir/<name>.pt`; returns their paths.
 
     The files keep the SHA-256 the manifest lists, so the `model_sha256` that inference records in
-    each probability file leads back to this bundle."""
+    each probability file leads back to this bundle; each is streamed to disk while it is hashed."""
+    from fusionseg.io import atomic_file
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     with _open_zip(bundle.path) as archive:
         for name in MODEL_NAMES:
             paths[name] = out_dir / f"{name}.pt"
-            paths[name].write_bytes(_read_member(bundle.path, archive, bundle.manifest, f"{name}.pt"))
+            with atomic_file(paths[name]) as tmp, open(tmp, "wb") as sink:
+                _copy_member(bundle.path, archive, bundle.manifest, f"{name}.pt", sink)
     return paths
 
 
@@ -200,35 +223,89 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
 
 
 def _manifest_of(path: Path, archive: zipfile.ZipFile) -> dict:
+    """The manifest, checked against manifest.sha256 and for the tables every reader relies on."""
     if MANIFEST_NAME not in archive.namelist():
         raise InputError(f"{path}: not a fusionseg model bundle (no {MANIFEST_NAME})")
+    data = _small_member(path, archive, MANIFEST_NAME, MAX_MANIFEST_BYTES)
     try:
-        manifest = json.loads(archive.read(MANIFEST_NAME))
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        manifest = json.loads(data)
+    except ValueError as exc:
         raise InputError(f"{path}: {MANIFEST_NAME} is damaged ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise InputError(f"{path}: {MANIFEST_NAME} has format {found!r}; this fusionseg reads {BUNDLE_FORMAT!r}")
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found not in (BUNDLE_FORMAT, FIRST_FORMAT):
+        raise InputError(f"{path}: {MANIFEST_NAME} has format {found!r}; this fusionseg reads {BUNDLE_FORMAT!r} and {FIRST_FORMAT!r}")
+    _check_manifest_checksum(path, archive, data, found)
     for key in ("files", "models"):
         if not isinstance(manifest.get(key), dict):
             raise InputError(f"{path}: {MANIFEST_NAME} has no '{key}' table")
+    for name, entry in manifest["files"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and type(entry.get("bytes")) is int):
+            raise InputError(f"{path}: {MANIFEST_NAME} gives no SHA-256 and size (bytes) for {name}")
     for name in MODEL_NAMES:
         if name not in manifest["models"] or f"{name}.pt" not in manifest["files"]:
             raise InputError(f"{path}: {MANIFEST_NAME} lists no {name} model")
     return manifest
 
 
+def _check_manifest_checksum(path: Path, archive: zipfile.ZipFile, manifest: bytes, found_format: str) -> None:
+    """manifest.json must match manifest.sha256; only a first-format bundle may lack it (and is read
+    with a warning: its manifest could have been edited unnoticed)."""
+    if MANIFEST_CHECKSUM not in archive.namelist():
+        if found_format != FIRST_FORMAT:
+            raise InputError(f"{path}: no {MANIFEST_CHECKSUM}, so {MANIFEST_NAME} cannot be verified (damaged or altered bundle)")
+        log.warning("%s: a %s bundle: its %s has no checksum; export it again with this fusionseg", path, FIRST_FORMAT, MANIFEST_NAME)
+        return
+    recorded = _small_member(path, archive, MANIFEST_CHECKSUM, 1024).decode("ascii", "replace").strip()
+    if recorded != hashlib.sha256(manifest).hexdigest():
+        raise InputError(f"{path}: {MANIFEST_NAME} does not match its SHA-256 in {MANIFEST_CHECKSUM} (edited or damaged bundle)")
+
+
+def _small_member(path: Path, archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A member that has no checksum of its own (the manifest, its checksum), read when its declared size is within `limit`."""
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        raise InputError(f"{path}: {name} declares {info.file_size} bytes; a bundle's {name} holds at most {limit}")
+    with _damage_named(path, name):
+        return archive.read(info)
+
+
 def _read_member(path: Path, archive: zipfile.ZipFile, manifest: dict, name: str) -> bytes:
-    """A member's bytes, checked against the manifest's SHA-256."""
+    """A member's bytes, checked against the manifest's size and SHA-256."""
+    buffer = io.BytesIO()
+    _copy_member(path, archive, manifest, name, buffer)
+    return buffer.getvalue()
+
+
+def _copy_member(path: Path, archive: zipfile.ZipFile, manifest: dict, name: str, sink: BinaryIO) -> None:
+    """Decompress a member into `sink` a chunk at a time, hashing it; an InputError when its sizes (zip
+    directory, manifest, MAX_MEMBER_BYTES) disagree before anything is read, or its SHA-256 after."""
+    entry = manifest["files"][name]
     try:
-        data = archive.read(name)
+        info = archive.getinfo(name)
     except KeyError as exc:
         raise InputError(f"{path}: {name} is listed in {MANIFEST_NAME} but missing from the bundle") from exc
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:  # bad CRC, truncated archive
-        raise InputError(f"{path}: {name} is damaged ({exc})") from exc
-    if hashlib.sha256(data).hexdigest() != manifest["files"][name].get("sha256"):
+    if info.file_size != entry["bytes"]:
+        raise InputError(f"{path}: {name} is {info.file_size} bytes in the zip directory but {entry['bytes']} in {MANIFEST_NAME} (corrupt or altered bundle)")
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise InputError(f"{path}: {name} declares {info.file_size} bytes; a bundle member holds at most {MAX_MEMBER_BYTES}")
+    digest = hashlib.sha256()
+    with _damage_named(path, name), archive.open(info) as member:
+        # zipfile stops at the directory's size and checks the CRC: at most file_size bytes come out.
+        while chunk := member.read(CHUNK_BYTES):
+            digest.update(chunk)
+            sink.write(chunk)
+    if digest.hexdigest() != entry["sha256"]:
         raise InputError(f"{path}: {name} does not match its SHA-256 in {MANIFEST_NAME} (corrupt or altered bundle)")
-    return data
+
+
+@contextlib.contextmanager
+def _damage_named(path: Path, name: str) -> Iterator[None]:
+    """A member that cannot be decompressed (bad CRC, truncated or invalid data; an unknown compression
+    method or encryption: zipfile's NotImplementedError, RuntimeError) as an InputError naming it."""
+    try:
+        yield
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        raise InputError(f"{path}: {name} is damaged or unreadable ({exc})") from exc
 
 
 def _load_checkpoint_bytes(path: Path, name: str, data: bytes) -> dict:
@@ -339,10 +416,13 @@ def import_models(out_dir: str | Path, flow: FlowConvention, bundle: str | Path 
     A bundle is verified and unpacked (its flow convention must be `flow`); single checkpoints are
     checked against their slots and copied (they record no input convention, so that stays unchecked).
     The folder is written whole or not at all; returns the provenance it records."""
-    from fusionseg.io import atomic_dir
+    from fusionseg.io import FormerOutput, atomic_dir
     from fusionseg.models.checkpoint import file_sha256, read_checkpoint
 
-    with atomic_dir(out_dir) as tmp:
+    # A folder imported before folders carried their marker: its provenance.json says it is ours.
+    former = FormerOutput("provenance.json", ("provenance.json", *(f"{name}.pt" for name in MODEL_NAMES)))
+    sources = [bundle] if bundle is not None else list(checkpoints.values())
+    with atomic_dir(out_dir, "imported models", sources, former) as tmp:
         if bundle is not None:
             verified = read_bundle(bundle)
             check_flow_matches(verified.flow, flow, str(bundle), "config")
@@ -409,8 +489,10 @@ def export_bundle(config_path: str | Path, out: str | Path, models_dir: str | Pa
         "training": _training_entry(config),
         "scores": _scores_entry(config, Path(summary) if summary else run_dir / "results" / "summary.csv", scores),
     }
+    manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
     with atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+        archive.writestr(MANIFEST_NAME, manifest_bytes)
+        archive.writestr(MANIFEST_CHECKSUM, hashlib.sha256(manifest_bytes).hexdigest() + "\n")
         for name, data in members.items():
             archive.writestr(name, data)
     return manifest

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fusionseg.io import read_image, read_mask
+from fusionseg.io import opencv_path, read_image, read_mask
 from fusionseg.metrics.measures import boundary_map
 from fusionseg.metrics.summary import METHOD_LABELS
 
@@ -104,7 +104,7 @@ def image_jpeg(path: Path) -> bytes | None:
 
 def video_frames(path: Path, count: int) -> list[tuple[int, np.ndarray]]:
     """`count` frames spread evenly over a video file, as (index, RGB) pairs (decoded in order)."""
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(opencv_path(path))
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     wanted = set(np.linspace(0, max(total - 1, 0), count).round().astype(int).tolist()) if total else set()
     frames = []

@@ -13,8 +13,8 @@ import numpy as np
 from tqdm import tqdm
 
 from fusionseg.errors import InputError
-from fusionseg.infer.masks import source_size, write_masks
-from fusionseg.io import atomic_dir, read_mask
+from fusionseg.infer.masks import fitted_size, write_masks
+from fusionseg.io import FormerOutput, atomic_dir, read_mask
 from fusionseg.report.figures import overlay
 from fusionseg.segment.video import write_video
 
@@ -23,6 +23,8 @@ MASKS = "masks"
 OVERLAY = "overlay.mp4"
 RECORD = "segment.json"
 STREAMS = ("appearance", "motion")
+# A sequence folder written before folders carried their marker: its segment.json says it is ours.
+FORMER_SEQUENCE = FormerOutput(RECORD, (f"{MASKS}*", "overlay*.mp4", RECORD))
 
 
 @dataclass
@@ -46,16 +48,18 @@ def write_segment_outputs(inputs: SegmentInputs, out_dir: str | Path, stream_ove
     """Masks (Ours-Joint; with `stream_overlays` also Ours-A and Ours-M), overlay videos and segment.json
     into `out_dir`; returns the record written to segment.json."""
     from fusionseg import __version__
-    from fusionseg.infer.probs import read_probs_attrs
+    from fusionseg.infer.probs import probs_shape, read_probs_attrs
 
-    size = source_size(inputs.frames_dir)
     methods = {"joint": ("", inputs.joint_probs)}
     if stream_overlays:
         missing = [s for s in STREAMS if s not in inputs.stream_probs]
         if missing:
             raise InputError(f"{inputs.name}: stream overlays need the {' and '.join(missing)} probabilities")
         methods.update({stream: (f"-{stream}", inputs.stream_probs[stream]) for stream in STREAMS})
-    with atomic_dir(out_dir) as tmp:
+    for _, probs in methods.values():  # each must be this sequence's; all give the source's size
+        size = fitted_size(inputs.frames_dir, probs_shape(probs), probs)
+    sources = [inputs.frames_dir, inputs.joint_probs, *inputs.stream_probs.values()]
+    with atomic_dir(out_dir, "segmented sequence", sources, FORMER_SEQUENCE) as tmp:
         counts = {}
         for method, (suffix, probs) in methods.items():
             counts[method] = write_masks(probs, tmp / f"{MASKS}{suffix}", inputs.threshold, size)

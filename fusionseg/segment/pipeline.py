@@ -22,9 +22,9 @@ from fusionseg.datasets.layout import numbered_images
 from fusionseg.datasets.writer import ExtractOptions, write_sequence
 from fusionseg.flow.sequence import compute_sequence_flow, encode_flow
 from fusionseg.infer.run import infer_joint, infer_stream
-from fusionseg.io import atomic_file
+from fusionseg.io import atomic_file, check_replaceable, temporary_path, utf8_path
 from fusionseg.models.bundle import Bundle, extract_models
-from fusionseg.segment.outputs import RECORD, SegmentInputs, write_segment_outputs
+from fusionseg.segment.outputs import FORMER_SEQUENCE, RECORD, SegmentInputs, write_segment_outputs
 from fusionseg.segment.sources import Source, check_has_two_frames
 from fusionseg.segment.video import DEFAULT_FPS
 
@@ -58,11 +58,12 @@ def segment_sources(sources: list[Source], out_root: str | Path, bundle: Bundle,
     """Segment every source into `out_root/<name>/`, then write `out_root/report.html` (contact sheets of
     every segmented sequence there). A failure leaves no folder for its source (nor an `out_root` that
     this call created and nothing was written to)."""
-    out_root = Path(out_root)
+    out_root = Path(utf8_path(out_root, "the overlay videos and the report cannot take"))
     created = not out_root.exists()
     try:
         for source in sources:
             check_has_two_frames(source)
+            check_replaceable(out_root / source.name, [source.path], FORMER_SEQUENCE)
         with tempfile.TemporaryDirectory(prefix="fusionseg-models-") as models_dir:
             models = extract_models(bundle, models_dir)
             results = [
@@ -133,9 +134,9 @@ def write_report(out_root: str | Path) -> Path:
 
 @contextlib.contextmanager
 def _work_dir(out_root: Path, name: str) -> Iterator[Path]:
-    """A hidden scratch folder in `out_root` (same disk as the outputs), removed whatever happens."""
-    out_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".work", dir=out_root))
+    """A hidden scratch folder in `out_root` (same disk as the outputs), removed whatever happens. It is
+    named as a temporary of this process, so a later run removes the one a killed run left."""
+    work = temporary_path(out_root / f"{name}.work", directory=True)
     try:
         yield work
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fusionseg.datasets.catalog import natural_key, video_files
-from fusionseg.datasets.layout import Sequence, list_layout_sequences
+from fusionseg.datasets.layout import Sequence, check_sequence_name, list_layout_sequences
 from fusionseg.datasets.raw import RawSequence, frames_from_files, image_files
 from fusionseg.datasets.readers import open_source, read_video_source
 from fusionseg.errors import InputError
@@ -38,6 +38,7 @@ def find_sources(paths: list[str | Path]) -> list[Source]:
     sources = [source for path in paths for source in _sources_in(Path(path))]
     seen: dict[str, Path] = {}
     for source in sources:
+        check_sequence_name(source.name, source.path)
         if source.name in seen:
             raise InputError(f"{source.path}: gives sequence name '{source.name}' as {seen[source.name]} does; rename one")
         seen[source.name] = source.path
@@ -67,7 +68,8 @@ def _sources_in(path: Path) -> list[Source]:
         return [_davis_sequence(path, name) for name in list_layout_sequences(path)]
     images = sorted(image_files(path), key=lambda p: natural_key(p.name))
     if images:
-        return [Source(path.name, path, RawSequence(path.name, frames_from_files(images)), None)]
+        name = path.resolve().name  # `segment .` is named after the current folder
+        return [Source(name, path, RawSequence(name, frames_from_files(images)), None)]
     videos = video_files(path)
     if videos:
         return [_video(video) for video in videos]

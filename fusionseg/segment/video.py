@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from fusionseg.errors import InputError
+from fusionseg.io import opencv_path
 
 # DAVIS and most of its relatives were shot at 24 frames per second; image folders carry no rate.
 DEFAULT_FPS = 24.0
@@ -18,7 +19,7 @@ FOURCC = "mp4v"
 
 def video_fps(path: str | Path) -> float | None:
     """The frame rate a video file declares, or None when it declares none."""
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(opencv_path(path))
     try:
         fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
     finally:
@@ -55,7 +56,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> i
 
 def read_video(path: str | Path) -> Iterator[np.ndarray]:
     """The frames of a video file as RGB arrays, in order."""
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(opencv_path(path))
     if not capture.isOpened():
         raise InputError(f"{path}: not a readable video")
     try:
@@ -71,7 +72,7 @@ def read_video(path: str | Path) -> Iterator[np.ndarray]:
 def _open_writer(path: Path, size: tuple[int, int], fps: float) -> cv2.VideoWriter:
     if min(size) < 2:
         raise InputError(f"{path}: frames of {size[0]}x{size[1]} are too small for a video")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC), float(fps), size)
+    writer = cv2.VideoWriter(opencv_path(path), cv2.VideoWriter_fourcc(*FOURCC), float(fps), size)
     if not writer.isOpened():
         raise InputError(f"{path}: OpenCV cannot write {FOURCC} MP4 video here (no encoder in this OpenCV build)")
     return writer

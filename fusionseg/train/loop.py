@@ -2,7 +2,8 @@
 
 SGD with momentum and weight decay, poly learning-rate decay, mixed precision on CUDA, a tqdm bar,
 a per-iteration log table (`<out>.log.csv`), and resumable checkpoints (`<out>.resume.pt`, atomic)
-holding the model, optimizer, scaler, iteration, log and RNG states. Because each iteration's data
+holding the model, optimizer, scaler, iteration, log and RNG states, as tensors and plain types only:
+the resume file is loaded with weights_only, so a planted one cannot run code. Because each iteration's data
 comes from a generator seeded by (seed, iteration), a resumed CPU run ends with exactly the weights
 of an uninterrupted one. The resume file also records what the run trained on (`data_identity`), so
 a run whose parameters, architecture or data changed starts again from iteration 0 (and says why).
@@ -24,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_file, fingerprint, save_torch
+from fusionseg.io import atomic_file, fingerprint, load_torch, save_torch
 from fusionseg.models.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -150,11 +151,11 @@ class Trainer:
         if not path.is_file():
             return
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a resume file is only a cache: a damaged one restarts training
-            log.warning("%s: unreadable resume file (%s); starting from iteration 0", path, exc)
+            state = load_torch(path, "resume file")
+        except InputError as exc:  # a resume file is only a cache: a damaged or foreign one restarts training
+            log.warning("%s; starting from iteration 0", exc)
             return
-        if state.get("config") != self.params or state.get("arch") != dict(self.model.arch):
+        if not isinstance(state, dict) or state.get("config") != self.params or state.get("arch") != dict(self.model.arch):
             log.warning("%s: written with other parameters or architecture; starting from iteration 0", path)
             return
         changed = _changed_inputs(state.get("data", {}), self.data_identity)
@@ -187,7 +188,14 @@ def _changed_inputs(recorded: Mapping[str, str], current: Mapping[str, str]) -> 
 
 
 def _rng_states() -> dict:
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG's state as tensors and plain types (what torch.load with weights_only reads back)."""
+    _, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
+    version, internal, gauss_next = random.getstate()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -195,7 +203,10 @@ def _rng_states() -> dict:
 
 def _set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+    numpy_state = states["numpy"]
+    keys = numpy_state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, numpy_state["pos"], numpy_state["has_gauss"], numpy_state["gauss"]))
+    python_state = states["python"]
+    random.setstate((python_state["version"], tuple(python_state["internal"].tolist()), python_state["gauss_next"]))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
