@@ -279,7 +279,7 @@ def test_automatic_seed_from_probabilities_propagates_both_ways(trained, tmp_pat
     seed[:, 10:30, 12:36] = 0.6
     seed[3, 10:30, 12:36] = 0.99  # the most confident frame, as stable as its neighbours
     write_probs(tmp_path / "joint.h5", [seed], count, (height, width), "joint", "0")
-    used = infer_tsn(model_path, frames_dir, tmp_path / "probs.h5", seed_probs=tmp_path / "joint.h5")
+    [used] = infer_tsn(model_path, frames_dir, tmp_path / "probs.h5", seed_probs=tmp_path / "joint.h5")
     assert used.frame == 3
     probs = read_probs(tmp_path / "probs.h5")
     assert probs.shape == (count, height, width) and read_object_ids(tmp_path / "probs.h5") is None
@@ -287,11 +287,38 @@ def test_automatic_seed_from_probabilities_propagates_both_ways(trained, tmp_pat
     assert read_probs_attrs(tmp_path / "probs.h5")["seed_frame"] == "3"
 
 
+def test_anchored_propagation_starts_from_several_spread_frames(trained, tmp_path):
+    """With anchors, the memory starts with the most trustworthy frames, spread over the clip, and
+    every frame (the anchors too) is predicted in one pass."""
+    model_path, frames_dir = trained
+    count, height, width = CLIP.frames, CLIP.height, CLIP.width
+    seed = np.zeros((count, height, width), np.float32)
+    seed[:, 10:30, 12:36] = 0.6
+    seed[[1, 2], 10:30, 12:36] = 0.99  # neighbours: only one of them may be an anchor
+    seed[count - 1, 10:30, 12:36] = 0.95
+    write_probs(tmp_path / "joint.h5", [seed], count, (height, width), "joint", "0")
+    used = infer_tsn(model_path, frames_dir, tmp_path / "probs.h5", seed_probs=tmp_path / "joint.h5", anchors=2)
+    frames = [s.frame for s in used]
+    assert len(frames) == 2 and frames[0] in (1, 2) and frames[1] >= frames[0] + count // 4
+    assert read_probs_attrs(tmp_path / "probs.h5")["seed_frame"] == ",".join(map(str, frames))
+    assert read_probs(tmp_path / "probs.h5").shape == (count, height, width)
+
+
+def test_choose_seed_frames_spreads_anchors():
+    from fusionseg.tsn.infer import choose_seed_frames
+
+    probs = np.full((20, 8, 8), 0.7, np.float32)
+    probs[[4, 5, 6], :, :] = 0.99
+    assert choose_seed_frames(probs, 1) == [4]
+    frames = choose_seed_frames(probs, 3)
+    assert 4 in frames and len(frames) == 3 and all(b - a >= 20 // 6 for a, b in zip(frames, frames[1:]))
+
+
 def test_seed_probabilities_without_any_object_give_all_background(trained, tmp_path):
     model_path, frames_dir = trained
     count, height, width = CLIP.frames, CLIP.height, CLIP.width
     write_probs(tmp_path / "joint.h5", [np.zeros((count, height, width), np.float32)], count, (height, width), "joint", "0")
-    used = infer_tsn(model_path, frames_dir, tmp_path / "probs.h5", seed_probs=tmp_path / "joint.h5")
+    [used] = infer_tsn(model_path, frames_dir, tmp_path / "probs.h5", seed_probs=tmp_path / "joint.h5")
     assert used.object_ids == [] and used.frame == -1
     assert not read_probs(tmp_path / "probs.h5").any()
     assert read_probs_attrs(tmp_path / "probs.h5")["seed_source"].startswith("none: ")

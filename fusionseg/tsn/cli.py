@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed-frame", default="auto", metavar="auto|K",
         help="with --seed-probs: the frame to start from; auto picks the most confident mask its neighbours agree with",
     )  # fmt: skip
+    infer.add_argument(
+        "--anchors", type=int, default=1, metavar="N",
+        help="with --seed-probs and --seed-frame auto: start from the N most trustworthy frames together "
+        "(spread over the video) instead of propagating one frame's mask",
+    )  # fmt: skip
     infer.add_argument("--routing-out", metavar="H5", help="also write the routing map W per frame (both streams only)")
     infer.add_argument("--threads", type=int, help="torch CPU threads")
     infer.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the device the model was trained with")
@@ -70,6 +75,12 @@ def _infer(args: argparse.Namespace) -> None:
 
     if args.seed_frame != "auto" and args.seed_probs is None:
         raise InputError("--seed-frame: only with --seed-probs (semi-supervised runs start at the first annotated frame)")
+    if args.anchors < 1:
+        raise InputError(f"--anchors: must be at least 1 (got {args.anchors})")
+    if args.anchors > 1 and (args.seed_probs is None or args.seed_frame != "auto"):
+        raise InputError("--anchors: only with --seed-probs and --seed-frame auto")
     _threads(args.threads)
-    seed = infer_tsn(args.model, args.frames, args.out, args.seed_probs, args.seed_frame, args.routing_out, args.device)
-    print(f"{args.out}: {len(seed.object_ids)} object(s) from frame {seed.frame} ({seed.source})")
+    seeds = infer_tsn(args.model, args.frames, args.out, args.seed_probs, args.seed_frame, args.routing_out, args.device, args.anchors)
+    objects = len({i for seed in seeds for i in seed.object_ids})
+    frames = ", ".join(str(seed.frame) for seed in seeds)
+    print(f"{args.out}: {objects} object(s) from frame(s) {frames} ({seeds[0].source})")

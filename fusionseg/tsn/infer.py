@@ -86,14 +86,22 @@ def ground_truth_seed(sequence: Sequence, frame_shape: tuple[int, int]) -> Seed:
     return Seed(first, labels, ids, f"ground truth {masks[first]}")
 
 
-def probs_seed(path: str | Path, seed_frame: str, frames: int, frame_shape: tuple[int, int]) -> Seed:
-    """A seed from another method's probabilities: thresholded on frame `seed_frame` ('auto' or an index)."""
+def probs_seeds(path: str | Path, seed_frame: str, frames: int, frame_shape: tuple[int, int], anchors: int = 1) -> list[Seed]:
+    """Seeds from another method's probabilities: thresholded on frame `seed_frame` (an index), or, with
+    'auto', on the `anchors` most trustworthy frames (`choose_seed_frames`)."""
     probs = read_probs(path)
     ids = read_object_ids(path)
     if len(probs) != frames:
         raise InputError(f"{path}: {len(probs)} frame(s) of probabilities, but the sequence has {frames}")
     foreground = probs if ids is None else probs.sum(axis=1)
-    frame = choose_seed_frame(foreground, path) if seed_frame == "auto" else _frame_index(seed_frame, frames, path)
+    if seed_frame == "auto":
+        chosen = choose_seed_frames(foreground, anchors, path)
+    else:
+        chosen = [_frame_index(seed_frame, frames, path)]
+    return [_probs_seed(path, probs, ids, frame, frame_shape) for frame in chosen]
+
+
+def _probs_seed(path: str | Path, probs: np.ndarray, ids: list[int] | None, frame: int, frame_shape: tuple[int, int]) -> Seed:
     size = (frame_shape[1], frame_shape[0])
     if ids is None:
         labels = (resize_scores(probs[frame], size) > SEED_THRESHOLD).astype(np.uint8)
@@ -111,10 +119,31 @@ class NoSeedError(InputError):
 
 
 def choose_seed_frame(foreground: np.ndarray, path: str | Path = "seed probabilities") -> int:
-    """The frame whose thresholded mask is most trustworthy without ground truth: the largest product of
-    confidence (mean |2p - 1|: how far the probabilities are from undecided) and stability (mean IoU of
-    its mask with the neighbouring frames' masks: a mask its neighbours agree with is unlikely a one-frame
-    error). Masks covering less than 0.1% of the frame are not candidates."""
+    """The frame whose thresholded mask is most trustworthy without ground truth (`seed_scores`)."""
+    return choose_seed_frames(foreground, 1, path)[0]
+
+
+def choose_seed_frames(foreground: np.ndarray, count: int, path: str | Path = "seed probabilities") -> list[int]:
+    """Up to `count` frames in time order, best `seed_scores` first, each at least N / (2 count) frames
+    from those already chosen: anchors spread over the video, so that every frame has one nearby."""
+    scores = seed_scores(foreground)
+    if scores.max() < 0:
+        raise NoSeedError(f"{path}: no frame has foreground above {SEED_THRESHOLD} to start from")
+    spacing = max(1, len(scores) // (2 * count))
+    chosen: list[int] = []
+    for frame in np.argsort(-scores, kind="stable"):
+        if scores[frame] < 0 or len(chosen) == count:
+            break
+        if all(abs(int(frame) - other) >= spacing for other in chosen):
+            chosen.append(int(frame))
+    return sorted(chosen)
+
+
+def seed_scores(foreground: np.ndarray) -> np.ndarray:
+    """How trustworthy each frame's thresholded mask is without ground truth: the product of confidence
+    (mean |2p - 1|: how far the probabilities are from undecided) and stability (mean IoU of its mask
+    with the neighbouring frames' masks: a mask its neighbours agree with is unlikely a one-frame
+    error); -1 for masks covering less than 0.1% of the frame (not candidates)."""
     masks = foreground > SEED_THRESHOLD
     confidence = np.abs(2 * foreground - 1).reshape(len(foreground), -1).mean(axis=1)
     stability = np.ones(len(masks))
@@ -123,9 +152,7 @@ def choose_seed_frame(foreground: np.ndarray, path: str | Path = "seed probabili
         stability = np.array([np.mean(neighbour_iou[max(t - 1, 0) : t + 1]) for t in range(len(masks))])
     score = confidence * stability
     score[masks.reshape(len(masks), -1).mean(axis=1) < MIN_SEED_AREA] = -1
-    if score.max() < 0:
-        raise NoSeedError(f"{path}: no frame has foreground above {SEED_THRESHOLD} to start from")
-    return int(score.argmax())
+    return score
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -161,7 +188,7 @@ def propagate(
             continue
         memory = Memory()
         for step, index in enumerate(order):
-            frame = torch.from_numpy(frames[index]).permute(2, 0, 1)[None].float().to(device)
+            frame = _frame_tensor(frames, index, device)
             query = model.encode_keys(frame)
             if step == 0:
                 model.memorise(memory, frame, query, masks.to(device))
@@ -182,6 +209,42 @@ def propagate(
     return probs, routing
 
 
+@torch.inference_mode()
+def propagate_from_anchors(
+    model: TSNModel, frames: np.ndarray, seeds: list[Seed], mem_every: int, device: torch.device
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-object probabilities (N, K, H, W) and routing maps (N, h, w) of one pass from the first frame
+    to the last, reading a memory that starts with every anchor's mask (K: the anchors' objects
+    together); every `mem_every`-th predicted frame then joins it. Unlike `propagate` the anchor frames
+    are predicted too: their masks are another method's guess, not ground truth."""
+    count, height, width = frames.shape[:3]
+    ids = sorted({i for seed in seeds for i in seed.object_ids})
+    memory = Memory()
+    for seed in seeds:
+        frame = _frame_tensor(frames, seed.frame, device)
+        masks = torch.stack([torch.from_numpy(seed.labels == i) for i in ids]).float().unsqueeze(1)
+        model.memorise(memory, frame, model.encode_keys(frame), masks.to(device))
+    probs = np.zeros((count, len(ids), height, width), dtype=np.float32)
+    routing: np.ndarray | None = None
+    for index in tqdm(range(count), desc="tsn anchored", leave=False):
+        frame = _frame_tensor(frames, index, device)
+        query = model.encode_keys(frame)
+        logits, routing_map = model.segment(query, memory, (height, width))
+        if routing_map is not None:
+            if routing is None:
+                routing = np.zeros((count, *routing_map.shape[-2:]), dtype=np.float32)
+            routing[index] = routing_map[0, 0].cpu().numpy()
+        object_probs = aggregate(torch.sigmoid(logits[:, 0]))[1:]
+        probs[index] = object_probs.cpu().numpy()
+        if index % mem_every == 0:
+            model.memorise(memory, frame, query, object_probs[:, None])
+    return probs, routing
+
+
+def _frame_tensor(frames: np.ndarray, index: int, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(frames[index]).permute(2, 0, 1)[None].float().to(device)
+
+
 def infer_tsn(
     model_path: str | Path,
     frames_dir: str | Path,
@@ -190,8 +253,12 @@ def infer_tsn(
     seed_frame: str = "auto",
     routing_out: str | Path | None = None,
     device: str | None = None,
-) -> Seed:
-    """Segment a sequence with TSN and write its probabilities (and routing maps); returns the seed used."""
+    anchors: int = 1,
+) -> list[Seed]:
+    """Segment a sequence with TSN and write its probabilities (and routing maps); returns the seeds used.
+
+    With `seed_probs`, `seed_frame` 'auto' and `anchors` > 1, the memory starts with that many frames
+    of those probabilities (`propagate_from_anchors`); otherwise TSN propagates one frame's mask."""
     model, config = load_tsn(model_path)
     if routing_out is not None and not model.has_instance:
         raise InputError(f"{model_path}: a pixel-stream-only model (streams: pixel) has no routing map to write")
@@ -202,28 +269,34 @@ def infer_tsn(
     frames = sequence.read_frames()
     shape = frames.shape[1:3]
     if seed_probs is None:
-        seed = ground_truth_seed(sequence, shape)
-        if seed.frame >= len(frames):
-            raise InputError(f"{sequence.masks_dir}: mask {frame_name(seed.frame)} has no frame (sequence has {len(frames)})")
+        seeds = [ground_truth_seed(sequence, shape)]
+        if seeds[0].frame >= len(frames):
+            raise InputError(f"{sequence.masks_dir}: mask {frame_name(seeds[0].frame)} has no frame (sequence has {len(frames)})")
     else:
         try:
-            seed = probs_seed(seed_probs, seed_frame, len(frames), shape)
+            seeds = probs_seeds(seed_probs, seed_frame, len(frames), shape, anchors)
         except NoSeedError as error:
             # Nothing found by the seeding method is a result (no object), not a failure: all background.
             log.warning("%s: all background (%s)", sequence.name, error)
             attrs = {"seed_frame": "-1", "seed_source": f"none: {error}", "streams": model.arch["streams"]}
             empty = np.zeros((len(frames), *shape), dtype=np.float32)
             write_probs(out, [empty], len(frames), shape, "tsn", file_sha256(model_path), attrs=attrs)
-            return Seed(-1, np.zeros(shape, dtype=np.uint8), [], f"none ({error})")
-    log.info("%s: seed frame %s (%s), %d object(s)", sequence.name, frame_name(seed.frame), seed.source, len(seed.object_ids))
-    probs, routing = propagate(model, frames, seed, config["mem_every"], target)
+            return [Seed(-1, np.zeros(shape, dtype=np.uint8), [], f"none ({error})")]
+    seed_frames = ",".join(frame_name(seed.frame) for seed in seeds)
+    object_count = len({i for seed in seeds for i in seed.object_ids})
+    log.info("%s: seed frame(s) %s (%s), %d object(s)", sequence.name, seed_frames, seeds[0].source, object_count)
+    if len(seeds) == 1:
+        probs, routing = propagate(model, frames, seeds[0], config["mem_every"], target)
+    else:
+        probs, routing = propagate_from_anchors(model, frames, seeds, config["mem_every"], target)
     sha = file_sha256(model_path)
-    attrs = {"seed_frame": str(seed.frame), "seed_source": seed.source, "streams": model.arch["streams"]}
+    ids = sorted({i for seed in seeds for i in seed.object_ids})
+    attrs = {"seed_frame": ",".join(str(seed.frame) for seed in seeds), "seed_source": seeds[0].source, "streams": model.arch["streams"]}
     if routing_out is not None:
         write_probs(routing_out, [routing], len(frames), routing.shape[1:], "tsn-routing", sha, attrs={**attrs, "note": ROUTING_NOTE})
-    several = len(seed.object_ids) > 1
+    several = len(ids) > 1
     write_probs(
         out, [probs if several else probs[:, 0]], len(frames), shape, "tsn", sha,
-        object_ids=seed.object_ids if several else None, attrs=attrs,
+        object_ids=ids if several else None, attrs=attrs,
     )  # fmt: skip
-    return seed
+    return seeds
