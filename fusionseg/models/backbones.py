@@ -21,12 +21,19 @@ from fusionseg.models.efficientnet import EfficientNetLite0
 from fusionseg.models.resnet import DEPTHS, ResNet
 
 BACKBONES = ("efficientnet_lite0", *DEPTHS)
+# Backbones that only serve as undilated feature pyramids (TSN's encoders): U²-Netp's encoder stages.
+PYRAMID_BACKBONES = (*BACKBONES, "u2netp")
 # How many unmatched keys to list in a load error before summarising.
 KEYS_SHOWN = 5
 
 
 def build_backbone(name: str, weights: str = "none", dilated: bool = True) -> nn.Module:
-    """A backbone without classifier. weights: 'imagenet', 'none', or a path to a state_dict file."""
+    """A backbone without classifier. weights: 'imagenet', 'none', or a path to a state_dict file
+    ('duts' or a path for u2netp, whose encoder has no BatchNorm: it is folded into its convolutions)."""
+    if name == "u2netp" and not dilated:
+        from fusionseg.models.u2net import U2NetPEncoder, load_u2netp
+
+        return U2NetPEncoder(load_u2netp(weights))
     if name not in BACKBONES:
         raise ConfigError(f"backbone: unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
     if weights == "none":

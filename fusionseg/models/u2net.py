@@ -181,3 +181,31 @@ def load_u2netp(weights: str) -> U2NetP:
     except RuntimeError as exc:
         raise InputError(f"{path}: does not match the U²-Netp architecture ({str(exc).splitlines()[0]})") from exc
     return model
+
+
+class U2NetPEncoder(nn.Module):
+    """U²-Netp's six encoder stages as a backbone for networks that need a feature pyramid (TSN's key and
+    value encoders): `pyramid(x)` gives the stage outputs at strides 2, 4, 8, 16 and 32 (64 channels
+    each), like the other backbones' `pyramid`. Input: RGB 0..255, normalised with `mean`/`std`."""
+
+    mean = tuple(255 * m for m in IMAGENET_MEAN)
+    std = tuple(255 * s for s in IMAGENET_STD)
+    pyramid_channels = (OUTER,) * 5
+    # The first convolution, which TSN's value encoder widens to take the mask.
+    stem_name = "stage1.rebnconvin.conv_s1"
+
+    def __init__(self, network: U2NetP) -> None:
+        super().__init__()
+        for index in range(1, 7):
+            setattr(self, f"stage{index}", getattr(network, f"stage{index}"))
+
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        levels = []
+        x = self.stage1(x)
+        for index in range(2, 7):
+            x = getattr(self, f"stage{index}")(_pool(x))
+            levels.append(x)
+        return levels
+
+    def stages(self) -> list[list[nn.Module]]:
+        return [[getattr(self, f"stage{index}")] for index in range(1, 7)]

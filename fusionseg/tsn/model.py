@@ -227,8 +227,10 @@ def _add_stem_input(backbone: nn.Module) -> str:
     The RGB weights are kept; the mask's are orthogonal (as STCN does), so the mask shapes the
     features from the first step at the scale of the RGB response.
     """
-    name = "_conv_stem" if hasattr(backbone, "_conv_stem") else "conv1"
-    old = getattr(backbone, name)
+    name = getattr(backbone, "stem_name", "_conv_stem" if hasattr(backbone, "_conv_stem") else "conv1")
+    owner_name, _, attribute = name.rpartition(".")
+    owner = backbone.get_submodule(owner_name) if owner_name else backbone
+    old = getattr(owner, attribute)
     new = type(old)(
         old.in_channels + 1, old.out_channels, old.kernel_size, stride=old.stride, padding=old.padding,
         dilation=old.dilation, groups=old.groups, bias=old.bias is not None,
@@ -239,7 +241,7 @@ def _add_stem_input(backbone: nn.Module) -> str:
         new.weight.copy_(torch.cat([old.weight, mask_weights], dim=1))
         if old.bias is not None:
             new.bias.copy_(old.bias)
-    setattr(backbone, name, new)
+    setattr(owner, attribute, new)
     return name
 
 
