@@ -190,13 +190,17 @@ def infer_tsn(
     seed_frame: str = "auto",
     routing_out: str | Path | None = None,
     device: str | None = None,
+    top_k: int | None = None,
+    mem_every: int | None = None,
 ) -> Seed:
-    """Segment a sequence with TSN and write its probabilities (and routing maps); returns the seed used."""
+    """Segment a sequence with TSN and write its probabilities (and routing maps); returns the seed used.
+    `device`, `top_k` and `mem_every` default to the values the model was trained with."""
     model, config = load_tsn(model_path)
+    mem_every = mem_every or config["mem_every"]
     if routing_out is not None and not model.has_instance:
         raise InputError(f"{model_path}: a pixel-stream-only model (streams: pixel) has no routing map to write")
     target = resolve_device(device or config["device"])
-    model.top_k = config["top_k"]
+    model.top_k = top_k or config["top_k"]
     model.to(target)
     sequence = Sequence.from_frames_dir(frames_dir)
     frames = sequence.read_frames()
@@ -216,7 +220,7 @@ def infer_tsn(
             write_probs(out, [empty], len(frames), shape, "tsn", file_sha256(model_path), attrs=attrs)
             return Seed(-1, np.zeros(shape, dtype=np.uint8), [], f"none ({error})")
     log.info("%s: seed frame %s (%s), %d object(s)", sequence.name, frame_name(seed.frame), seed.source, len(seed.object_ids))
-    probs, routing = propagate(model, frames, seed, config["mem_every"], target)
+    probs, routing = propagate(model, frames, seed, mem_every, target)
     sha = file_sha256(model_path)
     attrs = {"seed_frame": str(seed.frame), "seed_source": seed.source, "streams": model.arch["streams"]}
     if routing_out is not None:
