@@ -17,7 +17,7 @@ rule flow_th:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg flow-th --flow {input.flow} --frames {input.frames} --out {output} > {log} 2>&1"
+        "fusionseg flow-th --flow {input.flow:q} --frames {input.frames:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule flow_sal:
@@ -36,7 +36,7 @@ rule flow_sal:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg flow-sal --flow-rgb {input.flow_rgb} --frames {input.frames} --out {output} > {log} 2>&1"
+        "fusionseg flow-sal --flow-rgb {input.flow_rgb:q} --frames {input.frames:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule baselines:
