@@ -6,7 +6,8 @@
     snakemake --profile profiles/slurm               # every rule as a SLURM job
 
 Rules are thin calls of `fusionseg <step>`; every setting that changes a result is a rule param, so
-changing it reruns that step and what depends on it, nothing upstream.
+changing it reruns that step and what depends on it, nothing upstream. Settings that only change how a
+step runs (device, log and checkpoint intervals, loader processes) are not params and rerun nothing.
 """
 
 from snakemake.utils import min_version
@@ -14,7 +15,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A config given with --configfile is the whole config; config.yaml applies only when none is given.
+# Snakemake would otherwise merge the given file over config.yaml, and a config that lists only a
+# benchmark would silently inherit the default's synthetic datasets and training roles.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 # The config is checked against fusionseg/schema/config.schema.yaml by rules/common.smk (check_config):
@@ -42,3 +48,4 @@ rule all:
     default_target: True
     input:
         REPORT_HTML,
+        EFFECTIVE_CONFIG_FILE,

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="<step>", required=True)
     subparsers.add_parser("validate-config", help="check a config file against the schema and its roles").add_argument(
-        "config"
+        "config", help="a config file, or a run's out_dir (its config.effective.yaml: the config its results were made with)"
     )
     for stage in STAGES:
         name = f"fusionseg.{stage}.cli"
@@ -42,15 +42,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate_config(args: argparse.Namespace) -> None:
-    from fusionseg.config import load_config, role_sequences, ROLES
+    from fusionseg.config import EFFECTIVE_CONFIG, ROLES, check_fusionseg_data, load_config, role_sequences, run_config_path
     from fusionseg.models.bundle import check_models_config
 
-    config = load_config(args.config)
-    check_models_config(config, str(args.config))
-    print(f"{args.config}: valid")
+    path = run_config_path(args.config) if os.path.isdir(args.config) else args.config
+    config = load_config(path)
+    check_models_config(config, str(path))
+    check_fusionseg_data(config, str(path))
+    print(f"{path}: valid")
     for role in ROLES:
         pairs = role_sequences(config, role)
         print(f"  {role}: {len(pairs)} sequence(s)")
+    if os.path.basename(path) != EFFECTIVE_CONFIG:
+        _compare_with_run(config)
+
+
+def _compare_with_run(config: dict) -> None:
+    """Whether the results already in the config's out_dir were made with its settings (what a run redoes)."""
+    from fusionseg.config import EFFECTIVE_CONFIG, differences, load_config, result_config
+
+    effective = os.path.join(config["out_dir"], EFFECTIVE_CONFIG)
+    if not os.path.isfile(effective):
+        return
+    changed = differences(result_config(config), result_config(load_config(effective)))
+    if changed:
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        at = f"{', '.join(changed[:5])}{more}"
+        print(f"  {effective}: its results were made with other settings at {at}; a run redoes what they change")
+    else:
+        print(f"  {effective}: its results were made with these settings")
 
 
 def main(argv: list[str] | None = None) -> int:

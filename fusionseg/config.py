@@ -6,22 +6,43 @@ or a dataset root that points at nothing fails before any job starts, with the k
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
-from fusionseg.datasets.catalog import IMAGE_LAYOUTS
+from fusionseg.datasets.catalog import IMAGE_LAYOUTS, NAME_PATTERN, NAME_RULE
 from fusionseg.errors import ConfigError, FusionSegError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 ROLES = ("appearance_train", "weak_video", "fusion_train", "flow_train", "benchmark", "validation", "segment")
 # Roles whose sequences are scored: the benchmark, and the validation split that settings are chosen on.
 SCORED_ROLES = ("benchmark", "validation")
 SYSTEMS = ("fusionseg", "tsn", "segflow")
+# Settings that change how a step runs, never what it computes; the workflow hands them to jobs outside
+# their rule's params, so changing one reruns nothing. Training is seeded per iteration and resumes
+# exactly, so its device, loader processes and log and checkpoint intervals leave the weights alone
+# (tests/test_train.py); TV-L1 solves each pair of a batch on its own (flow.batch_size: bit for bit).
+# A device changes floating-point rounding only (and `auto` could not be pinned in a param anyway).
+# inference.batch_size is not here: batches of 4 and 1 give float16 probabilities one unit apart in the
+# last place on the CPU, which can move a pixel across the threshold.
+RUN_SETTINGS = {
+    "appearance": ("device", "loader_workers", "log_every", "checkpoint_every"),
+    "motion": ("device", "loader_workers", "log_every", "checkpoint_every"),
+    "fusion": ("device", "log_every", "checkpoint_every"),
+    "tsn": ("device", "log_every", "checkpoint_every"),
+    "segflow": ("device", "log_every", "checkpoint_every"),
+    "flow": ("device", "batch_size"),
+    "inference": ("device",),
+}
+# The name of the config a workflow run used, written into its out_dir when the run finishes.
+EFFECTIVE_CONFIG = "config.effective.yaml"
 
 
 def schema_path() -> Path:
@@ -46,6 +67,33 @@ def load_config(path: str | Path) -> dict:
     return check_config(config, source=str(path))
 
 
+def run_config_path(path: str | Path) -> Path:
+    """The effective config of a workflow run (out_dir/config.effective.yaml, written when a run
+    finishes): `path` is that file, the run's out_dir, or the config file the run was given (its
+    out_dir is relative to the working directory, as Snakemake reads it)."""
+    path = Path(path)
+    if path.is_dir():
+        effective = path / EFFECTIVE_CONFIG
+    elif path.name == EFFECTIVE_CONFIG:
+        effective = path
+    else:
+        effective = Path(load_config(path)["out_dir"]) / EFFECTIVE_CONFIG
+    if not effective.is_file():
+        raise ConfigError(f"{effective}: not found; the workflow writes it when a run finishes (snakemake's default target)")
+    return effective
+
+
+def differences(first: Any, second: Any, prefix: str = "") -> list[str]:
+    """The dotted keys at which two configs differ (lists compared whole)."""
+    if not (isinstance(first, dict) and isinstance(second, dict)):
+        return [] if first == second else [prefix or "(top level)"]
+    return [
+        difference
+        for key in sorted({*first, *second}, key=str)
+        for difference in differences(first.get(key), second.get(key), f"{prefix}.{key}" if prefix else str(key))
+    ]
+
+
 def section_params(section: str, given: dict | str | None = None, source: str = "--params") -> dict:
     """One section of the config, e.g. "bootstrap", "appearance" or "flow.tvl1", as a step receives it
     (`--params`: a dict or JSON text; None for all defaults): schema defaults filled, validated.
@@ -63,8 +111,39 @@ def section_params(section: str, given: dict | str | None = None, source: str = 
     schema = {"$defs": root.get("$defs", {}), **_section_schema(root, section)}
     params = copy.deepcopy(given)
     _fill_defaults(params, schema, root)
-    _raise_first_error(jsonschema.Draft202012Validator(schema), params, source, section)
+    _raise_first_error(_validator(schema), params, source, section)
     return params
+
+
+def result_settings(section: str, values: dict) -> dict:
+    """A config section without its how-it-runs settings (RUN_SETTINGS)."""
+    return {key: value for key, value in values.items() if key not in RUN_SETTINGS.get(section, ())}
+
+
+def result_config(config: dict) -> dict:
+    """What in a config changes results: every section's result settings; `resources` only say how."""
+    return {
+        key: result_settings(key, value) if key in RUN_SETTINGS else value for key, value in config.items() if key != "resources"
+    }
+
+
+def add_run_options(parser: argparse.ArgumentParser, section: str) -> None:
+    """A flag per how-it-runs setting of a training section (--device, --log-every, ...), overriding
+    the value in --params: the workflow passes these apart from the params that decide reruns."""
+    from fusionseg.devices import DEVICES
+
+    for key in RUN_SETTINGS[section]:
+        flag = "--" + key.replace("_", "-")
+        if key == "device":
+            parser.add_argument(flag, choices=DEVICES, help=f"overrides the {section} section's device")
+        else:
+            parser.add_argument(flag, type=int, metavar="N", help=f"overrides the {section} section's {key}")
+
+
+def with_run_options(section: str, params: dict, args: argparse.Namespace) -> dict:
+    """A checked section with the run options given on the command line (add_run_options), checked again."""
+    given = {key: getattr(args, key) for key in RUN_SETTINGS[section] if getattr(args, key) is not None}
+    return section_params(section, {**params, **given}, source="command line") if given else params
 
 
 def check_config(config: dict, source: str = "config") -> dict:
@@ -79,7 +158,7 @@ def check_config(config: dict, source: str = "config") -> dict:
 def check_systems(config: dict, source: str = "config") -> None:
     """TSN and SegFlow train in the workflow: they need annotated video, and SegFlow flow with ground truth."""
     roles = config["roles"]
-    video = [e for e in roles["appearance_train"] if config["datasets"][e["dataset"]]["layout"] not in IMAGE_LAYOUTS]
+    video = _annotated_video(config)
     for system in ("tsn", "segflow"):
         if system in config["systems"] and not video:
             raise ConfigError(
@@ -92,11 +171,44 @@ def check_systems(config: dict, source: str = "config") -> None:
         )
 
 
+def _annotated_video(config: dict) -> list[dict]:
+    """The video (not still-image) entries of roles.appearance_train."""
+    entries = config["roles"]["appearance_train"]
+    return [e for e in entries if config["datasets"][e["dataset"]]["layout"] not in IMAGE_LAYOUTS]
+
+
+def check_fusionseg_data(config: dict, source: str = "config") -> None:
+    """The workflow plans no FusionSeg step without its data: trained here, each of its training steps
+    has a role to train on; the segment role, segmented by FusionSeg, needs it among the systems. (Not
+    part of check_config: a config for one step, e.g. the roles a bundle records, need not train all.)"""
+    roles, models = config["roles"], config["models"]
+    if "fusionseg" not in config["systems"]:
+        if roles["segment"] and not models:
+            raise ConfigError(
+                f"{source}: roles.segment: videos are segmented by FusionSeg; add fusionseg to systems (or give models:)"
+            )
+        return
+    if models:
+        return
+    sources = config["motion_sources"]
+    needs = {  # what is missing: (the step that trains on it, whether it is there or not needed)
+        "roles.appearance_train": ("the appearance stream", bool(roles["appearance_train"])),
+        "roles.fusion_train": ("the fusion layer", bool(roles["fusion_train"])),
+        "roles.weak_video": ("the bootstrap (motion_sources: shards)", bool(roles["weak_video"]) or "shards" not in sources),
+        "annotated video in roles.appearance_train": (
+            "the motion stream (motion_sources: annotated)", bool(_annotated_video(config)) or "annotated" not in sources
+        ),
+    }
+    for what, (step, present) in needs.items():
+        if not present:
+            raise ConfigError(f"{source}: systems: fusionseg trains {step} here, but there is no {what}")
+
+
 def validate_schema(config: dict, source: str = "config") -> None:
     """Fill schema defaults into `config` in place, then validate; errors name the key."""
     schema = load_schema()
     _fill_defaults(config, schema, schema)
-    _raise_first_error(jsonschema.Draft202012Validator(schema), config, source)
+    _raise_first_error(_validator(schema), config, source)
 
 
 def role_sequences(config: dict, role: str, source: str = "config") -> list[tuple[str, str]]:
@@ -191,6 +303,12 @@ def _dereferenced(schema: dict, root: dict) -> dict:
     return schema
 
 
+def _validator(schema: dict) -> jsonschema.Draft202012Validator:
+    import jsonschema  # on use: training commands import this module to register their flags (fast --help)
+
+    return jsonschema.Draft202012Validator(schema)
+
+
 def _raise_first_error(validator: jsonschema.Draft202012Validator, instance: Any, source: str, prefix: str = "") -> None:
     """A ConfigError, one line, for the first schema error (by key), saying how many more there are."""
     errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
@@ -208,6 +326,8 @@ def _error_line(error: jsonschema.ValidationError, prefix: str) -> str:
         unknown = sorted(k for k in error.instance if k not in known)
         if unknown:
             return f"{'.'.join(path + [unknown[0]])}: unknown key (known: {', '.join(known)})"
+    if error.validator == "pattern" and error.validator_value == f"^{NAME_PATTERN}$":
+        return f"{'.'.join(path)}: name '{error.instance}' is not allowed (names are {NAME_RULE})"
     return f"{'.'.join(path) or '(top level)'}: {error.message}"
 
 

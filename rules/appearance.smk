@@ -12,7 +12,7 @@ rule train_appearance:
         APPEARANCE_MODEL,
     params:
         sources=appearance_source_flags,
-        training=as_json(config["appearance"]),
+        training=result_json("appearance"),
     log:
         f"{OUT}/logs/train_appearance.log",
     benchmark:
@@ -20,11 +20,12 @@ rule train_appearance:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("appearance"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg train-appearance {params.sources} --out {output} --params {params.training:q} "
-        "--threads {threads} > {log} 2>&1"
+        "fusionseg train-appearance {params.sources} --out {output:q} --params {params.training:q} "
+        "{resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule infer_appearance:
@@ -35,7 +36,6 @@ rule infer_appearance:
         probs_h5("appearance", "{dataset}", "{seq}"),
     params:
         batch_size=config["inference"]["batch_size"],
-        device=config["inference"]["device"],
     log:
         log_of("infer_appearance", "dataset", "seq"),
     benchmark:
@@ -43,11 +43,12 @@ rule infer_appearance:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("inference"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg infer-appearance --model {input.model} --frames {input.frames} --out {output} "
-        "--batch-size {params.batch_size} --device {params.device} --threads {threads} > {log} 2>&1"
+        "fusionseg infer-appearance --model {input.model:q} --frames {input.frames:q} --out {output:q} "
+        "--batch-size {params.batch_size:q} {resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule appearance:

@@ -9,7 +9,6 @@ rule saliency:
         probs_h5("saliency", "{dataset}", "{seq}"),
     params:
         batch_size=config["inference"]["batch_size"],
-        device=config["inference"]["device"],
     log:
         log_of("saliency", "dataset", "seq"),
     benchmark:
@@ -17,11 +16,12 @@ rule saliency:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("inference"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg saliency --frames {input.frames} --out {output} --batch-size {params.batch_size} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "fusionseg saliency --frames {input.frames:q} --out {output:q} --batch-size {params.batch_size:q} "
+        "{resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule flow_th:
@@ -40,7 +40,7 @@ rule flow_th:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg flow-th --flow {input.flow} --frames {input.frames} --out {output} > {log} 2>&1"
+        "fusionseg flow-th --flow {input.flow:q} --frames {input.frames:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule flow_sal:
@@ -59,7 +59,7 @@ rule flow_sal:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg flow-sal --flow-rgb {input.flow_rgb} --frames {input.frames} --out {output} > {log} 2>&1"
+        "fusionseg flow-sal --flow-rgb {input.flow_rgb:q} --frames {input.frames:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule baselines:

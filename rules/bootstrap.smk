@@ -28,5 +28,5 @@ rule bootstrap:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg bootstrap --frames {input.frames} --probs {input.probs} --flow-rgb {input.flow_rgb} "
-        "--out-dir {params.out_dir} --params {params.pruning:q} > {log} 2>&1"
+        "fusionseg bootstrap --frames {input.frames:q} --probs {input.probs:q} --flow-rgb {input.flow_rgb:q} "
+        "--out-dir {params.out_dir:q} --params {params.pruning:q} > {log:q} 2>&1"

@@ -9,23 +9,38 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from fusionseg.config import ROLES, SCORED_ROLES, check_config, role_sequences
+from fusionseg.config import (
+    EFFECTIVE_CONFIG,
+    ROLES,
+    RUN_SETTINGS,
+    SCORED_ROLES,
+    check_config,
+    check_fusionseg_data,
+    result_config,
+    result_settings,
+    role_sequences,
+)
 from fusionseg.errors import ConfigError
-from fusionseg.datasets.catalog import IMAGE_LAYOUTS
+from fusionseg.datasets.catalog import IMAGE_LAYOUTS, NAME_PATTERN
 from fusionseg.models.bundle import check_models_config
 
-# Schema defaults filled in and roles checked (datasets declared, no unintended overlap) before any job.
-# A bad key is one line naming the config file and the key; raised again here so that Snakemake shows
-# that line and this one, not fusionseg's call stack.
+# Schema defaults filled in and roles checked (datasets declared, no unintended overlap) before any job;
+# models from elsewhere (a bundle, or three checkpoints) mean no training role and the bundle's flow
+# convention; FusionSeg trained here has data for every training step. A bad key is one line naming the
+# config file and the key; raised again here so that Snakemake shows that line and this one, not
+# fusionseg's call stack.
 CONFIG_FILES = ", ".join({Path(p).resolve(): str(p) for p in workflow.configfiles}.values()) or "config"
 try:
     config.update(check_config(config, source=CONFIG_FILES))
+    check_models_config(config, source=CONFIG_FILES)
+    check_fusionseg_data(config, source=CONFIG_FILES)
 except ConfigError as error:
     raise ConfigError(str(error)) from None
-# Models from elsewhere (a bundle, or three checkpoints): no training role, and the bundle's flow convention.
-check_models_config(config, source="config")
 
 OUT = config["out_dir"].rstrip("/")
+# The config every result below OUT was made with, written when the default target completes (rule
+# effective_config): what export-models records in a bundle, and what validate-config compares with.
+EFFECTIVE_CONFIG_FILE = f"{OUT}/{EFFECTIVE_CONFIG}"
 RES = config["resources"]
 SYSTEMS = config["systems"]
 # The methods each system adds to the summary. Semi-supervised ones are given the first annotated mask.
@@ -54,9 +69,11 @@ shell.prefix(
 CONDA_ENV = str(Path(workflow.basedir) / "envs" / f"fusionseg-{'cuda' if RES['gpu'] else 'cpu'}.yaml")
 
 
+# Dataset and sequence names follow one rule (the schema's $defs/name, checked again where sequences are
+# listed): no character a shell or a path would read, so a path built from them stays one word.
 wildcard_constraints:
-    dataset=r"[^/]+",
-    seq=r"[^/]+",
+    dataset=NAME_PATTERN,
+    seq=NAME_PATTERN,
 
 
 def sequences_of(*roles: str) -> list[tuple[str, str]]:
@@ -113,6 +130,9 @@ def method_datasets(method: str, role: str = "benchmark") -> list[str]:
 
 # Trained here (models/<name>.pt), or given by `models:` and checked into models/imported/ (rules/segment.smk).
 TRAINED_HERE = not config["models"]
+# FusionSeg's bootstrap runs only where its motion stream trains on pseudo labels here; then the config
+# check has made sure it has weak video (without, the step would be planned with no inputs).
+BOOTSTRAPS = TRAINED_HERE and "fusionseg" in SYSTEMS and "shards" in config["motion_sources"]
 
 
 def model_path(name: str) -> str:
@@ -173,6 +193,25 @@ def as_json(section: dict) -> str:
     return json.dumps(section, sort_keys=True, separators=(",", ":"))
 
 
+def result_json(section: str) -> str:
+    """What in a config section changes a step's result, as a param: changing it reruns the step."""
+    return as_json(result_settings(section, config[section]))
+
+
+def run_options(section: str) -> str:
+    """A section's how-it-runs settings (fusionseg.config.RUN_SETTINGS) as command-line flags. Jobs get
+    them as a resource, not a param: Snakemake reruns a job when its params, code (the shell command as
+    written, not as filled in) or inputs change, never its resources, so a new device or log interval
+    reruns nothing."""
+    values = config[section]
+    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(values[key]))}" for key in RUN_SETTINGS[section])
+
+
+def quoted(flag: str, paths) -> str:
+    """`flag` and each path as shell words ('' without paths): every path a helper puts into a command."""
+    return " ".join([flag, *map(shlex.quote, map(str, paths))]) if paths else ""
+
+
 def name_pattern(names: list[str]) -> str:
     """A wildcard regex matching exactly these names (or nothing when there are none)."""
     return "|".join(re.escape(n) for n in names) or "(?!)"
@@ -220,7 +259,7 @@ def extract_flags(wildcards) -> str:
     dataset = config["datasets"][wildcards.dataset]
     flags = [
         f"--layout {dataset['layout']}",
-        f"--resolution {dataset['resolution']}",
+        f"--resolution {shlex.quote(dataset['resolution'])}",
         f"--mask-threshold {dataset['mask_threshold']}",
     ]
     for key, flag in (("max_side", "--max-side"), ("max_frames", "--max-frames")):
@@ -251,8 +290,7 @@ def extract_images_flags(wildcards) -> str:
 
 def appearance_source_flags(wildcards, input) -> str:
     """train-appearance's sources: the annotated video sequences and the image caches."""
-    frames = f"--frames {' '.join(input.frames)}" if input.frames else ""
-    return " ".join([frames, *(f"--images {manifest}" for manifest in input.images)]).strip()
+    return " ".join([quoted("--frames", input.frames), *(quoted("--images", [m]) for m in input.images)]).strip()
 
 
 def flow_rgb_flags() -> str:
@@ -269,12 +307,12 @@ def layout_root(wildcards, output) -> str:
 
 
 def manifest_flag(wildcards, input) -> str:
-    return " ".join(f"--manifest {manifest}" for manifest in input.manifest)
+    return " ".join(quoted("--manifest", [manifest]) for manifest in input.manifest)
 
 
 def annotated_flags(wildcards, input) -> str:
     """One `--annotated FRAMES FLOW_RGB` per annotated sequence the motion stream also trains on."""
-    return " ".join(f"--annotated {f} {r}" for f, r in zip(input.frames, input.flow_rgb))
+    return " ".join(quoted("--annotated", pair) for pair in zip(input.frames, input.flow_rgb))
 
 
 def parent_dir(paths) -> str:
@@ -299,7 +337,7 @@ def score_flags(role: str):
         dataset = config["datasets"][wildcards.dataset]
         semi = wildcards.method in SEMI_SUPERVISED_METHODS
         parts = [
-            f"--sequences {','.join(scored_sequences(wildcards.method, wildcards.dataset, role))}",
+            quoted("--sequences", [",".join(scored_sequences(wildcards.method, wildcards.dataset, role))]),
             f"--frames {dataset['score_frames']}",
             f"--protocol {'semi-supervised' if semi else 'unsupervised'}",
         ]
@@ -310,9 +348,20 @@ def score_flags(role: str):
     return flags
 
 
+# TSN's inference settings: params of its inference rules, so changing them never retrains TSN.
+TSN_INFERENCE_KEYS = ("top_k", "mem_every")
+
+
+def tsn_inference_flags() -> str:
+    """TSN's inference settings as infer-tsn flags (--top-k, --mem-every)."""
+    return " ".join(f"--{key.replace('_', '-')} {config['tsn'][key]}" for key in TSN_INFERENCE_KEYS)
+
+
 def tsn_training_params(wildcards) -> str:
-    """The tsn section as train-tsn reads it; the ablation model is the same with the pixel stream alone."""
-    section = {key: value for key, value in config["tsn"].items() if key != "ablation"}
+    """What of the tsn section changes what train-tsn learns; the ablation model is the same with the
+    pixel stream alone (tsn.ablation itself only says whether the workflow trains it)."""
+    section = result_settings("tsn", config["tsn"])
+    section = {key: value for key, value in section.items() if key not in ("ablation", *TSN_INFERENCE_KEYS)}
     if wildcards.tsn_model == "tsn-pixel":
         section["streams"] = "pixel"
     return as_json(section)
@@ -333,22 +382,37 @@ def segment_source_flags(wildcards) -> str:
     dataset = config["datasets"][wildcards.dataset]
     if dataset["layout"] == "synthetic":
         return ""
-    return f"--source {shlex.quote(dataset['root'])} --layout {dataset['layout']} --resolution {dataset['resolution']}"
+    return f"--source {shlex.quote(dataset['root'])} --layout {dataset['layout']} --resolution {shlex.quote(dataset['resolution'])}"
 
 
 def report_input_flags(wildcards, input) -> str:
     """The report's optional inputs as flags: a config without a benchmark (segment only) has no summary,
     scores or overlay strips, and models from elsewhere (no bootstrap) no funnel."""
-    flags = [f"--{name} {' '.join(input[name])}" for name in ("summary", "scores", "funnel", "quality", "segment") if input[name]]
-    if BENCHMARK_DATASETS:
-        flags.append("--frames-root " + " ".join(f"{d}={OUT}/frames/{d}" for d in BENCHMARK_DATASETS))
+    flags = [quoted(f"--{name}", input[name]) for name in ("summary", "scores", "funnel", "quality", "segment")]
+    flags.append(quoted("--frames-root", [f"{d}={OUT}/frames/{d}" for d in BENCHMARK_DATASETS]))
     if input.flow_rgb:
-        flags.append(f"--flow-rgb-root {Path(input.flow_rgb[0]).parents[1]}")
+        flags.append(quoted("--flow-rgb-root", [Path(input.flow_rgb[0]).parents[1]]))
     if input.masks:
-        flags.append(f"--masks-root {Path(input.masks[0]).parents[2]}")
+        flags.append(quoted("--masks-root", [Path(input.masks[0]).parents[2]]))
     if input.routing:
-        flags.append(f"--routing-root {Path(input.routing[0]).parents[1]}")
-    return " ".join(flags)
+        flags.append(quoted("--routing-root", [Path(input.routing[0]).parents[1]]))
+    return " ".join(flag for flag in flags if flag)
+
+
+def write_effective_config(path: str, log_path: str) -> None:
+    """The config of this run, schema defaults filled, for export-models and validate-config."""
+    import yaml
+
+    from fusionseg.io import atomic_file
+
+    header = (
+        f"# The config every result below {OUT} was made with (schema defaults filled), written when the\n"
+        "# default target completed; how-it-runs settings (devices, resources) are those of the run that\n"
+        "# last changed a result. fusionseg export-models records it; fusionseg validate-config reads it.\n"
+    )
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(header + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+    Path(log_path).write_text(f"{path}: written\n")
 
 
 def write_roles_csv(path: str, members: list[tuple[str, str, str]], log_path: str) -> None:

@@ -18,8 +18,6 @@ rule compute_flow:
         method=FLOW_METHOD,
         # Only the chosen method's own section: tuning another method must not rerun this one.
         options=as_json(FLOW_OPTIONS),
-        device=config["flow"]["device"],
-        batch_size=config["flow"]["batch_size"],
     log:
         log_of("compute_flow", "dataset", "seq"),
     # Shared between workflows through SNAKEMAKE_OUTPUT_CACHE (--cache). Snakemake refuses a benchmark
@@ -28,11 +26,12 @@ rule compute_flow:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("flow"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg compute-flow --frames {input.frames} --out {output} --method {params.method} "
-        "--device {params.device} --batch-size {params.batch_size} --params {params.options:q} > {log} 2>&1"
+        "fusionseg compute-flow --frames {input.frames:q} --out {output:q} --method {params.method:q} "
+        "{resources.run_options} --params {params.options:q} > {log:q} 2>&1"
 
 
 rule encode_flow:
@@ -52,7 +51,7 @@ rule encode_flow:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg encode-flow --flow {input} --out {output} {params.flags} > {log} 2>&1"
+        "fusionseg encode-flow --flow {input:q} --out {output:q} {params.flags} > {log:q} 2>&1"
 
 
 rule flow:

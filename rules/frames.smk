@@ -27,7 +27,7 @@ rule synth_frames:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg synth --out {params.root} --sequence {params.sequence} {params.flags} > {log} 2>&1"
+        "fusionseg synth --out {params.root:q} --sequence {params.sequence:q} {params.flags} > {log:q} 2>&1"
 
 
 rule extract_frames:
@@ -51,8 +51,8 @@ rule extract_frames:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg extract-frames {params.source:q} --sequence {params.sequence} --out {params.root} "
-        "{params.flags} > {log} 2>&1"
+        "fusionseg extract-frames {params.source:q} --sequence {params.sequence:q} --out {params.root:q} "
+        "{params.flags} > {log:q} 2>&1"
 
 
 rule frames:

@@ -12,7 +12,7 @@ rule train_fusion:
     output:
         FUSION_MODEL,
     params:
-        training=as_json(config["fusion"]),
+        training=result_json("fusion"),
     log:
         f"{OUT}/logs/train_fusion.log",
     benchmark:
@@ -20,12 +20,13 @@ rule train_fusion:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("fusion"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg train-fusion --frames {input.frames} --appearance-probs {input.appearance} "
-        "--motion-probs {input.motion} --out {output} --params {params.training:q} "
-        "--threads {threads} > {log} 2>&1"
+        "fusionseg train-fusion --frames {input.frames:q} --appearance-probs {input.appearance:q} "
+        "--motion-probs {input.motion:q} --out {output:q} --params {params.training:q} "
+        "{resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule infer_joint:
@@ -37,7 +38,6 @@ rule infer_joint:
         probs_h5("joint", "{dataset}", "{seq}"),
     params:
         batch_size=config["inference"]["batch_size"],
-        device=config["inference"]["device"],
     log:
         log_of("infer_joint", "dataset", "seq"),
     benchmark:
@@ -45,12 +45,13 @@ rule infer_joint:
     threads: 1
     resources:
         **HEAVY,
+        run_options=run_options("inference"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg infer-joint --model {input.model} --appearance-probs {input.appearance} "
-        "--motion-probs {input.motion} --out {output} --batch-size {params.batch_size} --device {params.device} "
-        "--threads {threads} > {log} 2>&1"
+        "fusionseg infer-joint --model {input.model:q} --appearance-probs {input.appearance:q} "
+        "--motion-probs {input.motion:q} --out {output:q} --batch-size {params.batch_size:q} {resources.run_options} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule fusion:

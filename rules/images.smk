@@ -20,7 +20,7 @@ rule extract_images:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg extract-images {params.source:q} --out {params.out} {params.flags} > {log} 2>&1"
+        "fusionseg extract-images {params.source:q} --out {params.out:q} {params.flags} > {log:q} 2>&1"
 
 
 rule images:

@@ -26,8 +26,8 @@ rule threshold_masks:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg masks --probs {input.probs} --frames {input.frames} --out {output} "
-        "--threshold {params.threshold} > {log} 2>&1"
+        "fusionseg masks --probs {input.probs:q} --frames {input.frames:q} --out {output:q} "
+        "--threshold {params.threshold:q} > {log:q} 2>&1"
 
 
 rule masks:

@@ -16,7 +16,7 @@ rule train_motion:
     params:
         manifest=manifest_flag,
         annotated=annotated_flags,
-        training=as_json(config["motion"]),
+        training=result_json("motion"),
     log:
         f"{OUT}/logs/train_motion.log",
     benchmark:
@@ -24,11 +24,12 @@ rule train_motion:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("motion"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg train-motion {params.manifest} {params.annotated} --out {output} "
-        "--params {params.training:q} --threads {threads} > {log} 2>&1"
+        "fusionseg train-motion {params.manifest} {params.annotated} --out {output:q} "
+        "--params {params.training:q} {resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule infer_motion:
@@ -39,7 +40,6 @@ rule infer_motion:
         probs_h5("motion", "{dataset}", "{seq}"),
     params:
         batch_size=config["inference"]["batch_size"],
-        device=config["inference"]["device"],
     log:
         log_of("infer_motion", "dataset", "seq"),
     benchmark:
@@ -47,11 +47,12 @@ rule infer_motion:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("inference"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg infer-motion --model {input.model} --flow-rgb {input.flow_rgb} --out {output} "
-        "--batch-size {params.batch_size} --device {params.device} --threads {threads} > {log} 2>&1"
+        "fusionseg infer-motion --model {input.model:q} --flow-rgb {input.flow_rgb:q} --out {output:q} "
+        "--batch-size {params.batch_size:q} {resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule motion:

@@ -21,7 +21,7 @@ rule summarize:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg summarize --scores {input} --out {output} > {log} 2>&1"
+        "fusionseg summarize --scores {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 use rule summarize as summarize_validation with:
@@ -57,8 +57,8 @@ rule render_report:
         validation=[VALIDATION_SUMMARY_CSV] if HAS_VALIDATION else [],
         scores=all_scores("benchmark"),
         roles=rules.write_roles.output,
-        funnel=[rules.bootstrap.output.funnel] if TRAINED_HERE else [],
-        quality=[rules.bootstrap.output.quality] if TRAINED_HERE else [],
+        funnel=[rules.bootstrap.output.funnel] if BOOTSTRAPS else [],
+        quality=[rules.bootstrap.output.quality] if BOOTSTRAPS else [],
         segment=each(segment_dir, SEGMENT_PAIRS),
         masks=[each(masks_dir, method_pairs(method), method) for method in METHODS],
         flow_rgb=each(flow_rgb_dir, BENCHMARK_PAIRS),
@@ -70,7 +70,7 @@ rule render_report:
         # Not inputs: Snakemake writes them beside the jobs; every upstream job has finished by now.
         benchmarks=f"{OUT}/benchmarks",
         overlay_frames=config["report"]["overlay_frames"],
-        validation=lambda wildcards, input: f"--validation-summary {input.validation[0]}" if input.validation else "",
+        validation=lambda wildcards, input: quoted("--validation-summary", input.validation),
     log:
         f"{OUT}/logs/render_report.log",
     benchmark:
@@ -81,9 +81,31 @@ rule render_report:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg report {params.inputs} --roles {input.roles} "
-        "--benchmarks {params.benchmarks} --overlay-frames {params.overlay_frames} {params.validation} "
-        "--out {output} > {log} 2>&1"
+        "fusionseg report {params.inputs} --roles {input.roles:q} "
+        "--benchmarks {params.benchmarks:q} --overlay-frames {params.overlay_frames:q} {params.validation} "
+        "--out {output:q} > {log:q} 2>&1"
+
+
+# Last, after the report: then every result below OUT was made with this config. It is no step's input,
+# so writing it reruns nothing. Its param is what changes results (not resources or devices): a change
+# rewrites it even where no job reruns (a dataset no role uses). One small file: no cluster job.
+rule effective_config:
+    localrule: True
+    input:
+        REPORT_HTML,
+    output:
+        EFFECTIVE_CONFIG_FILE,
+    params:
+        results=as_json(result_config(config)),
+    log:
+        f"{OUT}/logs/effective_config.log",
+    benchmark:
+        f"{OUT}/benchmarks/effective_config/effective_config.tsv"
+    threads: 1
+    resources:
+        **LIGHT,
+    run:
+        write_effective_config(output[0], log[0])
 
 
 rule report:

@@ -26,9 +26,9 @@ rule score:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg score --pred {params.pred_root} --gt {params.gt_root} {params.flags} "
-        "--gt-resolution source --method {wildcards.method} --dataset {wildcards.dataset} "
-        "--out {output.sequences} > {log} 2>&1"
+        "fusionseg score --pred {params.pred_root:q} --gt {params.gt_root:q} {params.flags} "
+        "--gt-resolution source --method {wildcards.method:q} --dataset {wildcards.dataset:q} "
+        "--out {output.sequences:q} > {log:q} 2>&1"
 
 
 use rule score as score_validation with:

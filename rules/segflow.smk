@@ -6,7 +6,9 @@ scored semi-supervised). Its flow branch is also a flow method (flow.method: seg
 
 FLOW_TRAIN_PAIRS = sequences_of("flow_train")
 # Online fine-tuning happens at inference: changing its settings must not retrain the offline model.
-SEGFLOW_TRAINING = {key: value for key, value in config["segflow"].items() if not key.startswith("online")}
+SEGFLOW_TRAINING = {
+    key: value for key, value in result_settings("segflow", config["segflow"]).items() if not key.startswith("online")
+}
 
 
 rule train_segflow:
@@ -16,7 +18,8 @@ rule train_segflow:
     output:
         SEGFLOW_MODEL,
     params:
-        flow_pairs=" ".join(f"--flow-pairs {shlex.quote(p)}" for p in config["segflow"]["flow_pairs"]),
+        # One flag with every folder: argparse keeps only the last of repeated nargs="+" flags.
+        flow_pairs=quoted("--flow-pairs", config["segflow"]["flow_pairs"]),
         training=as_json(SEGFLOW_TRAINING),
     log:
         f"{OUT}/logs/train_segflow.log",
@@ -25,11 +28,12 @@ rule train_segflow:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("segflow"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg train-segflow --frames {input.frames} --flow-frames {input.flow_frames} {params.flow_pairs} "
-        "--out {output} --params {params.training:q} --threads {threads} > {log} 2>&1"
+        "fusionseg train-segflow --frames {input.frames:q} --flow-frames {input.flow_frames:q} {params.flow_pairs} "
+        "--out {output:q} --params {params.training:q} {resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule infer_segflow:
@@ -40,7 +44,6 @@ rule infer_segflow:
         probs_h5("segflow", "{dataset}", "{seq}"),
     params:
         online="",
-        device=config["inference"]["device"],
     log:
         log_of("infer_segflow", "dataset", "seq"),
     benchmark:
@@ -48,11 +51,12 @@ rule infer_segflow:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("inference"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg infer-segflow --model {input.model} --frames {input.frames} --out {output} {params.online} "
-        "--device {params.device} --threads {threads} > {log} 2>&1"
+        "fusionseg infer-segflow --model {input.model:q} --frames {input.frames:q} --out {output:q} {params.online} "
+        "{resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 use rule infer_segflow as infer_segflow_online with:
@@ -60,7 +64,6 @@ use rule infer_segflow as infer_segflow_online with:
         probs_h5("segflow-online", "{dataset}", "{seq}"),
     params:
         online=f"--online-iterations {config['segflow']['online_iterations']} --online-lr {config['segflow']['online_lr']}",
-        device=config["inference"]["device"],
     log:
         log_of("infer_segflow_online", "dataset", "seq"),
     benchmark:

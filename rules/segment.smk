@@ -31,7 +31,7 @@ rule import_models:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg import-models {params.sources} --out-dir {params.out_dir} {params.flow} > {log} 2>&1"
+        "fusionseg import-models {params.sources} --out-dir {params.out_dir:q} {params.flow} > {log:q} 2>&1"
 
 
 rule segment_sequence:
@@ -46,7 +46,7 @@ rule segment_sequence:
         directory(segment_dir("{dataset}", "{seq}")),
     params:
         source=segment_source_flags,
-        models=lambda wildcards, input: f"--models-provenance {input.models[0]}" if input.models else "",
+        models=lambda wildcards, input: quoted("--models-provenance", input.models),
         threshold=config["inference"]["threshold"],
     log:
         log_of("segment_sequence", "dataset", "seq"),
@@ -58,9 +58,9 @@ rule segment_sequence:
     conda:
         CONDA_ENV
     shell:
-        "fusionseg segment-outputs --frames {input.frames} --flow {input.flow} --joint-probs {input.joint} "
-        "--appearance-probs {input.appearance} --motion-probs {input.motion} {params.source} {params.models} "
-        "--name {wildcards.dataset}/{wildcards.seq} --threshold {params.threshold} --out {output} > {log} 2>&1"
+        "fusionseg segment-outputs --frames {input.frames:q} --flow {input.flow:q} --joint-probs {input.joint:q} "
+        "--appearance-probs {input.appearance:q} --motion-probs {input.motion:q} {params.source} {params.models} "
+        "--name {wildcards.dataset:q}/{wildcards.seq:q} --threshold {params.threshold:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule segment:

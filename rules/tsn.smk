@@ -21,11 +21,12 @@ rule train_tsn:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("tsn"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg train-tsn {params.sources} --out {output} --params {params.training:q} "
-        "--threads {threads} > {log} 2>&1"
+        "fusionseg train-tsn {params.sources} --out {output:q} --params {params.training:q} "
+        "{resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule infer_tsn:
@@ -36,6 +37,8 @@ rule infer_tsn:
         probs=probs_h5("tsn", "{dataset}", "{seq}"),
         # Where the instance stream takes over (W) and where the pixel stream does: shown in the report.
         routing=routing_h5("{dataset}", "{seq}"),
+    params:
+        inference=tsn_inference_flags(),
     log:
         log_of("infer_tsn", "dataset", "seq"),
     benchmark:
@@ -43,11 +46,12 @@ rule infer_tsn:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("inference"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg infer-tsn --model {input.model} --frames {input.frames} --out {output.probs} "
-        "--routing-out {output.routing} --threads {threads} > {log} 2>&1"
+        "fusionseg infer-tsn --model {input.model:q} --frames {input.frames:q} --out {output.probs:q} "
+        "--routing-out {output.routing:q} {params.inference} {resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule infer_tsn_pixel:
@@ -56,6 +60,8 @@ rule infer_tsn_pixel:
         frames=frames_dir("{dataset}", "{seq}"),
     output:
         probs_h5("tsn-pixel", "{dataset}", "{seq}"),
+    params:
+        inference=tsn_inference_flags(),
     log:
         log_of("infer_tsn_pixel", "dataset", "seq"),
     benchmark:
@@ -63,11 +69,12 @@ rule infer_tsn_pixel:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("inference"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg infer-tsn --model {input.model} --frames {input.frames} --out {output} "
-        "--threads {threads} > {log} 2>&1"
+        "fusionseg infer-tsn --model {input.model:q} --frames {input.frames:q} --out {output:q} "
+        "{params.inference} {resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 # The seed frame is TSN's choice (--seed-frame auto): the frame whose Ours-Joint mask is most confident
@@ -80,6 +87,8 @@ rule infer_joint_tsn:
         seed=probs_h5("joint", "{dataset}", "{seq}"),
     output:
         probs_h5("joint-tsn", "{dataset}", "{seq}"),
+    params:
+        inference=tsn_inference_flags(),
     log:
         log_of("infer_joint_tsn", "dataset", "seq"),
     benchmark:
@@ -87,11 +96,12 @@ rule infer_joint_tsn:
     threads: RES["threads"]
     resources:
         **HEAVY,
+        run_options=run_options("inference"),
     conda:
         CONDA_ENV
     shell:
-        "fusionseg infer-tsn --model {input.model} --frames {input.frames} --seed-probs {input.seed} "
-        "--seed-frame auto --out {output} --threads {threads} > {log} 2>&1"
+        "fusionseg infer-tsn --model {input.model:q} --frames {input.frames:q} --seed-probs {input.seed:q} "
+        "--seed-frame auto --out {output:q} {params.inference} {resources.run_options} --threads {threads} > {log:q} 2>&1"
 
 
 rule tsn:

@@ -18,6 +18,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def systems_run(tmp_path_factory) -> Path:
+    """A finished real run of every system on tiny synthetic clips (tests/test_workflow_systems.py:
+    systems_run_config), shared by the modules that read its results or plan reruns against it."""
+    from snakemake_support import run_snakemake, write_config
+    from test_workflow_systems import systems_run_config
+
+    workdir = tmp_path_factory.mktemp("systems")
+    write_config(workdir, systems_run_config(workdir))
+    run_snakemake(workdir, "--cores", "2")
+    return workdir
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run a test with torch on one CPU thread, restoring the thread count afterwards."""

@@ -41,7 +41,7 @@ def run_snakemake(
         command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
     if result.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in sorted((workdir / "out" / "logs").rglob("*.log")))
+        logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in sorted(workdir.glob("*/logs/**/*.log")))
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}\n{logs}")
     return result
 

@@ -19,6 +19,7 @@ import yaml
 from snakemake_support import dry_run, job_counts, write_config
 
 from fusionseg.cli import main
+from fusionseg.config import EFFECTIVE_CONFIG, check_config
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.models import bundle as bundle_module
 from fusionseg.models.bundle import (
@@ -55,7 +56,8 @@ SUMMARY = pd.DataFrame({"method": ["Ours-Joint"], "method_id": ["joint"], "synth
 
 
 def write_training_run(folder: Path) -> Path:
-    """A finished (untrained) run in `folder`: config, three checkpoints, summary; returns the config."""
+    """A finished (untrained) run in `folder`: config, three checkpoints, summary and, last, the run's
+    effective config (as the workflow writes it when a run finishes); returns the config."""
     torch.manual_seed(0)
     config_path = folder / "train.yaml"
     config_path.write_text(yaml.safe_dump(TRAINING_CONFIG, sort_keys=False))
@@ -68,6 +70,7 @@ def write_training_run(folder: Path) -> Path:
     save_checkpoint(models / "fusion.pt", fusion, {"iterations": 1}, 1)
     (folder / "run" / "results").mkdir(parents=True)
     SUMMARY.to_csv(folder / "run" / "results" / "summary.csv", index=False)
+    (folder / "run" / EFFECTIVE_CONFIG).write_text(yaml.safe_dump(check_config(TRAINING_CONFIG), sort_keys=False))
     return config_path
 
 

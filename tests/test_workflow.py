@@ -85,7 +85,7 @@ def test_shipped_config_plans_every_step(tmp_path) -> None:
     every_step = {
         "synth_frames", "compute_flow", "encode_flow", "train_appearance", "infer_appearance", "bootstrap",
         "train_motion", "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th",
-        "flow_sal", "score", "summarize", "write_roles", "render_report", "all",
+        "flow_sal", "score", "summarize", "write_roles", "render_report", "effective_config", "all",
     }  # fmt: skip
     assert set(jobs) == every_step
     assert jobs["score"] == 5  # five methods on the one benchmark dataset
@@ -164,7 +164,9 @@ def test_fusion_training_change_reruns_fusion_and_below_only(tiny_run: Path) -> 
         jobs = planned_jobs(tiny_run)
     finally:
         write_config(tiny_run, TINY_CONFIG)
-    assert set(jobs) == {"train_fusion", "infer_joint", "threshold_masks", "score", "summarize", "render_report", "all"}
+    assert set(jobs) == {
+        "train_fusion", "infer_joint", "threshold_masks", "score", "summarize", "render_report", "effective_config", "all",
+    }  # fmt: skip
     assert jobs["threshold_masks"] == 1 and jobs["score"] == 1
 
 

@@ -1,5 +1,8 @@
 """TSN and SegFlow as workflow systems beside FusionSeg: one real tiny run with every system, scored in
-one summary (TSN semi-supervised, Ours-Joint+TSN and SegFlow unsupervised), and the DAG's wiring."""
+one summary (TSN semi-supervised, Ours-Joint+TSN and SegFlow unsupervised), and the DAG's wiring.
+
+The run (conftest.systems_run, shared with tests/test_workflow_trust.py) also writes below an out_dir
+with a space and segments a video whose folder and file name hold spaces and shell metacharacters."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from snakemake_support import dry_run, job_counts, planned_jobs, run_snakemake, write_config
+from snakemake_support import dry_run, job_counts, planned_jobs, write_config
+from test_segment import write_clip
 from test_workflow import tiny_config
 
 SYNTH = {"sequences": 2, "frames": 5, "height": 64, "width": 96, "max_objects": 1, "seed": 7}
@@ -35,16 +39,26 @@ def systems_config(**sections) -> dict:
     return config
 
 
-@pytest.fixture(scope="module")
-def systems_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("systems")
-    write_config(workdir, systems_config())
-    run_snakemake(workdir, "--cores", "2")
-    return workdir
+RUN_OUT = "out dir"
+HOSTILE_VIDEO = "x$(touch PWNED) (1).mp4"
+# Its sequence name: the stem with every run of characters outside the name rule as '_' (catalog.video_name).
+HOSTILE_SEQUENCE = "x_touch_PWNED_1"
+
+
+def systems_run_config(workdir: Path) -> dict:
+    """The shared run's config: every system, out_dir RUN_OUT, and HOSTILE_VIDEO (written into
+    `workdir`/video clips) segmented."""
+    videos = workdir / "video clips"
+    videos.mkdir()
+    write_clip(videos / HOSTILE_VIDEO, 5, size=(96, 64))
+    config = systems_config(out_dir=RUN_OUT)
+    config["datasets"]["clips"] = {"layout": "video", "root": str(videos)}
+    config["roles"]["segment"] = [{"dataset": "clips"}]
+    return config
 
 
 def test_every_system_is_scored_in_one_summary(systems_run: Path) -> None:
-    out = systems_run / "out" / "results"
+    out = systems_run / RUN_OUT / "results"
     with open(out / "summary.csv") as fh:
         labels = [row["method"] for row in csv.DictReader(fh)]
     assert labels == [
@@ -57,7 +71,7 @@ def test_every_system_is_scored_in_one_summary(systems_run: Path) -> None:
 
 
 def test_semi_supervised_methods_use_that_protocol(systems_run: Path) -> None:
-    scores = systems_run / "out" / "results" / "scores"
+    scores = systems_run / RUN_OUT / "results" / "scores"
     protocols = {}
     for method in ("tsn", "tsn-pixel", "segflow-online", "joint-tsn", "segflow"):
         with open(scores / method / "synth.csv") as fh:
@@ -69,8 +83,8 @@ def test_semi_supervised_methods_use_that_protocol(systems_run: Path) -> None:
 
 
 def test_routing_maps_are_written_and_shown_in_the_report(systems_run: Path) -> None:
-    assert (systems_run / "out" / "probs" / "tsn-routing" / "synth" / "clip001.h5").is_file()
-    report = (systems_run / "out" / "results" / "report.html").read_text()
+    assert (systems_run / RUN_OUT / "probs" / "tsn-routing" / "synth" / "clip001.h5").is_file()
+    report = (systems_run / RUN_OUT / "results" / "report.html").read_text()
     assert "TSN routing maps" in report and "Ours-Joint+TSN</th>" in report
 
 

@@ -16,6 +16,12 @@ LAYOUTS = ("davis", "segtrackv2", "youtube-objects", "imagenet-vid", "video", "s
 IMAGE_LAYOUTS = ("images", "pascal-voc")
 VOC_SPLITS = ("train", "val", "trainval", "train_aug")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
+# The one rule for dataset and sequence names: they become folder names and command-line words, so they
+# hold no space, quote, slash or shell character. The schema's $defs/name pattern and the workflow's
+# wildcard constraints are this regex (tests/test_workflow_trust.py checks that they agree).
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
+NAME_RULE = "letters, digits and . _ + - (not first)"
+_NAME = re.compile(NAME_PATTERN)
 
 
 def natural_key(name: str) -> list:
@@ -27,63 +33,78 @@ def synthetic_names(count: int) -> list[str]:
     return [f"clip{i:03d}" for i in range(count)]
 
 
+def check_name(name: str, where: str | Path) -> None:
+    """An InputError naming `where` (the folder or file the name comes from) unless `name` is a valid name."""
+    if not _NAME.fullmatch(name):
+        raise InputError(f"{where}: name '{name}' is not allowed (names are {NAME_RULE}); rename it")
+
+
+def video_name(stem: str) -> str:
+    """The sequence name of a video file: its stem with every run of other characters replaced by '_',
+    and leading non-alphanumerics and trailing '_' dropped ('my clip (1)' -> 'my_clip_1')."""
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", stem)
+    return re.sub(r"^[^A-Za-z0-9]+|_+$", "", name)
+
+
 def list_sequences(name: str, dataset: dict) -> list[str]:
     """Sequence names of the declared dataset `name` (a config `datasets.<name>` entry, defaults filled).
 
     Honours the entry's `image_set` (DAVIS) and `sequences` (a restriction; naming a sequence the
-    dataset lacks is an error).
+    dataset lacks is an error). A name outside the name rule is an error naming its folder or file,
+    unless the restriction leaves it out.
     """
     layout = dataset["layout"]
     if layout == "synthetic":
-        available = synthetic_names(dataset.get("synthetic", {}).get("sequences", 8))
+        available = dict.fromkeys(synthetic_names(dataset.get("synthetic", {}).get("sequences", 8)), f"datasets.{name}")
     elif layout in IMAGE_LAYOUTS:
-        available = [_image_set_name(name, dataset)]
+        available = {_image_set_name(name, dataset): f"datasets.{name}"}
     else:
         available = _list_on_disk(name, layout, dataset)
-    wanted = dataset.get("sequences")
-    if not wanted:
-        return available
+    wanted = dataset.get("sequences") or list(available)
     missing = [s for s in wanted if s not in available]
     if missing:
         raise ConfigError(
             f"datasets.{name}.sequences: {', '.join(missing)} not found in {dataset.get('root')} "
             f"(it has {len(available)} sequence(s))"
         )
+    for sequence in wanted:
+        check_name(sequence, available[sequence])
     return list(wanted)
 
 
-def _list_on_disk(name: str, layout: str, dataset: dict) -> list[str]:
+def _list_on_disk(name: str, layout: str, dataset: dict) -> dict[str, Path]:
+    """Sequence name -> the folder or file it comes from, sorted by name."""
     if not dataset.get("root"):
         raise ConfigError(f"datasets.{name}.root: required for layout '{layout}'")
     root = Path(dataset["root"])
     if not root.exists():
         raise InputError(f"{root}: dataset root of '{name}' does not exist")
     if layout == "davis":
-        names = _davis_names(root, dataset.get("resolution", "480p"), dataset.get("image_set"))
+        found = _davis_names(root, dataset.get("resolution", "480p"), dataset.get("image_set"))
     elif layout == "imagenet-vid":
-        names = sorted(p.name for p in imagenet_vid_sequence_dirs(root).values())
+        found = imagenet_vid_sequence_dirs(root)
     elif layout == "video":
-        names = sorted(p.stem for p in video_files(root))
+        found = video_sequences(root)
     else:
-        names = _subfolders(root / "JPEGImages")
-    if not names:
+        found = _subfolders(root / "JPEGImages")
+    if not found:
         raise InputError(f"{root}: dataset '{name}' has no sequences (empty folder)")
-    return names
+    return dict(sorted(found.items()))
 
 
-def _subfolders(folder: Path) -> list[str]:
+def _subfolders(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise InputError(f"{folder}: folder not found")
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return {p.name: p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
-def _davis_names(root: Path, resolution: str, image_set: str | None) -> list[str]:
+def _davis_names(root: Path, resolution: str, image_set: str | None) -> dict[str, Path]:
     if not image_set:
         return _subfolders(root / "JPEGImages" / resolution)
     path = Path(image_set) if Path(image_set).is_absolute() else root / "ImageSets" / image_set
     if not path.is_file():
         raise InputError(f"{path}: DAVIS image set file not found")
-    return _parse_image_set(path)
+    return dict.fromkeys(_parse_image_set(path), path)
 
 
 def _parse_image_set(path: Path) -> list[str]:
@@ -120,6 +141,20 @@ def video_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
     return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def video_sequences(root: Path) -> dict[str, Path]:
+    """Sequence name (`video_name` of the stem) -> video file of a `video` dataset; a file without a
+    usable name, or two files with one name, is an error naming them."""
+    found: dict[str, Path] = {}
+    for path in video_files(root):
+        name = video_name(path.stem)
+        if not name:
+            raise InputError(f"{path}: no usable sequence name in this file name (names are {NAME_RULE}); rename it")
+        if name in found:
+            raise InputError(f"{path}: same sequence name '{name}' as {found[name].name}; rename one of them")
+        found[name] = path
+    return found
 
 
 def image_set_name(layout: str, split: str | None, sbd_root: str | None) -> str:

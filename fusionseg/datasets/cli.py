@@ -29,7 +29,7 @@ def _register_extract(subparsers: argparse._SubParsersAction) -> None:
         "--layout", choices=[n for n in LAYOUTS if n != "synthetic" and n not in IMAGE_LAYOUTS],
         help="the source's layout; optional for a video file (video, from its suffix)",
     )
-    parser.add_argument("--sequence", help="sequence name (for layout video: the file stem, the default)")
+    parser.add_argument("--sequence", help="sequence name (for layout video: the file stem, with '_' for spaces and the like; the default)")
     parser.add_argument("--out", required=True, help="output DAVIS-layout root")
     parser.add_argument("--max-side", type=int, help="shrink frames so the longer side is at most this")
     parser.add_argument("--max-frames", type=int, help="keep only the first N frames")

@@ -24,7 +24,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from fusionseg.datasets.catalog import imagenet_vid_sequence_dirs, natural_key, video_files
+from fusionseg.datasets.catalog import imagenet_vid_sequence_dirs, natural_key, video_sequences
 from fusionseg.datasets.layout import BOX_COLUMNS
 from fusionseg.datasets.raw import Frame, MaskSource, RawSequence, frames_from_files, image_files
 from fusionseg.errors import InputError
@@ -91,14 +91,15 @@ def read_imagenet_vid(root: Path, sequence: str) -> RawSequence:
 
 
 def read_video_source(source: Path, sequence: str | None) -> RawSequence:
-    """A video file, or the file with stem `sequence` in a folder of videos."""
-    files = video_files(source)
-    if source.is_dir():
-        files = [f for f in files if f.stem == sequence] if sequence else []
-        if not files:
-            raise InputError(f"{source}: no video file named '{sequence}.*' (pass --sequence, the file's stem)")
-    path = files[0]
-    return RawSequence(sequence or path.stem, lambda: _decode_video(path))
+    """A video file, or the file of sequence `sequence` in a folder of videos (its stem, or the stem
+    mapped by `video_name` when it has characters that names may not hold)."""
+    files = video_sequences(source)
+    if source.is_dir() and sequence not in files:
+        wanted = f"no video file of sequence '{sequence}'" if sequence else "a folder of videos needs --sequence"
+        raise InputError(f"{source}: {wanted} (a video's sequence name is its file stem, with '_' for spaces and the like)")
+    name = sequence if source.is_dir() else next(iter(files))
+    path = files[name]
+    return RawSequence(name, lambda: _decode_video(path))
 
 
 def _decode_video(path: Path) -> Iterator[Frame]:

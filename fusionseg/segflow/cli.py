@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fusionseg.config import add_run_options, with_run_options
 from fusionseg.devices import DEVICES
 
 
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="checkpoint to write (.pt); <out>.log.csv and <out>.resume.pt beside it")
     train.add_argument("--params", default="{}", metavar="JSON", help="the config's segflow section as JSON (defaults filled)")
     train.add_argument("--threads", type=int, help="torch CPU threads")
-    train.add_argument("--device", choices=DEVICES, help="overrides the section's device")
+    add_run_options(train, "segflow")
     train.set_defaults(handler=_train)
 
     infer = subparsers.add_parser("infer-segflow", help="SegFlow foreground probabilities (and flow) for a sequence")
@@ -62,9 +63,7 @@ def _train(args: argparse.Namespace) -> None:
     from fusionseg.segflow.data import AnnotatedPairs, ConcatFlowSources, FlowClips, FlowPairFolders, data_identity
     from fusionseg.segflow.train import train_segflow
 
-    params = section_params("segflow", args.params)
-    if args.device:
-        params["device"] = args.device
+    params = with_run_options("segflow", section_params("segflow", args.params), args)
     _set_threads(args.threads)
     flow = ConcatFlowSources([FlowClips(args.flow_frames), FlowPairFolders(args.flow_pairs)])
     identity = data_identity(args.frames, args.flow_frames, args.flow_pairs)

@@ -62,9 +62,15 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export-models",
         help="write a model bundle (.zip) of the three models a config trained",
-        description="Run from the workflow's working directory: the config's out_dir holds models/ and results/summary.csv.",
+        description=(
+            "Run from the workflow's working directory: the config's out_dir holds models/, results/summary.csv and "
+            "config.effective.yaml (the config the run used, written when it finished), which the bundle records."
+        ),
     )
-    parser.add_argument("--config", required=True, type=Path, help="the config that trained the models")
+    parser.add_argument(
+        "--config", required=True, type=Path,
+        help="the run's config file, its out_dir, or its config.effective.yaml: the bundle records the last",
+    )  # fmt: skip
     parser.add_argument("--out", required=True, type=Path, help="bundle to write (.zip)")
     parser.add_argument("--models-dir", type=Path, help="folder of appearance.pt, motion.pt, fusion.pt (default: OUT_DIR/models)")
     parser.add_argument("--summary", type=Path, help="benchmark summary to record (default: OUT_DIR/results/summary.csv)")
@@ -164,11 +170,43 @@ def _segment_outputs(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    from fusionseg.config import load_config, run_config_path
     from fusionseg.models.bundle import export_bundle
 
-    manifest = export_bundle(args.config, args.out, args.models_dir, args.summary, not args.no_scores, args.licence)
+    effective = run_config_path(args.config)
+    trained = load_config(effective)
+    _note_other_settings(args.config, effective, trained)
+    _check_trained_before(args.models_dir or Path(trained["out_dir"]) / "models", effective)
+    manifest = export_bundle(effective, args.out, args.models_dir, args.summary, not args.no_scores, args.licence)
     size = args.out.stat().st_size / 1e6
     print(f"{args.out}: {size:.1f} MB, models trained at max_side {manifest['max_side']}, commit {manifest['git_commit']}")
+
+
+def _note_other_settings(given: Path, effective: Path, trained: dict) -> None:
+    """A warning when the config file given is not what the run used (edited since, or another config)."""
+    from fusionseg.config import differences, load_config
+
+    if given.is_file() and given.resolve() != effective.resolve():
+        changed = differences(load_config(given), trained)
+        if changed:
+            log.warning("%s differs from %s at %s; the bundle records the latter, the config the models were trained with",
+                        given, effective, ", ".join(changed[:5]))  # fmt: skip
+
+
+def _check_trained_before(models_dir: Path, effective: Path) -> None:
+    """Models written after the run's effective config were trained by a run that did not finish (or by a
+    single target): the config they were trained with is not known, so they are not exported."""
+    from fusionseg.errors import ConfigError
+    from fusionseg.models.bundle import MODEL_NAMES
+
+    written = effective.stat().st_mtime
+    for name in MODEL_NAMES:
+        path = models_dir / f"{name}.pt"
+        if path.is_file() and path.stat().st_mtime > written:
+            raise ConfigError(
+                f"{path}: trained after {effective} was written, by a run that did not finish; "
+                "finish it (snakemake) before exporting"
+            )
 
 
 def _import(args: argparse.Namespace) -> None:

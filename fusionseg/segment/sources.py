@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionseg.datasets.catalog import natural_key, video_files
+from fusionseg.datasets.catalog import natural_key, video_files, video_sequences
 from fusionseg.datasets.layout import Sequence, check_sequence_name, list_layout_sequences
 from fusionseg.datasets.raw import RawSequence, frames_from_files, image_files
 from fusionseg.datasets.readers import open_source, read_video_source
@@ -101,5 +101,6 @@ def dataset_fps(layout: str | None, root: str | Path | None, name: str) -> float
     """A video source's frame rate; None for frame folders."""
     if layout != "video" or root is None:
         return None
-    files = [f for f in video_files(Path(root)) if Path(root).is_file() or f.stem == name]
-    return video_fps(files[0]) if files else None
+    files = video_sequences(Path(root))
+    path = next(iter(files.values())) if Path(root).is_file() else files.get(name)
+    return video_fps(path) if path else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fusionseg.devices import DEVICES
+from fusionseg.config import add_run_options, with_run_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def _common_options(parser: argparse.ArgumentParser, section: str) -> None:
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt); <out>.log.csv and <out>.resume.pt beside it")
     parser.add_argument("--params", default="{}", metavar="JSON", help=f"the config's {section} section as JSON (defaults filled)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--device", choices=DEVICES, help="overrides the section's device")
+    add_run_options(parser, section)
 
 
 def _params(args: argparse.Namespace, section: str) -> dict:
@@ -43,9 +43,7 @@ def _params(args: argparse.Namespace, section: str) -> dict:
 
     from fusionseg.config import section_params
 
-    params = section_params(section, args.params)
-    if args.device:
-        params["device"] = args.device
+    params = with_run_options(section, section_params(section, args.params), args)
     if args.threads:
         torch.set_num_threads(args.threads)
     return params

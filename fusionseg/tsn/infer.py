@@ -253,17 +253,21 @@ def infer_tsn(
     seed_frame: str = "auto",
     routing_out: str | Path | None = None,
     device: str | None = None,
+    top_k: int | None = None,
+    mem_every: int | None = None,
     anchors: int = 1,
 ) -> list[Seed]:
     """Segment a sequence with TSN and write its probabilities (and routing maps); returns the seeds used.
+    `device`, `top_k` and `mem_every` default to the values the model was trained with.
 
     With `seed_probs`, `seed_frame` 'auto' and `anchors` > 1, the memory starts with that many frames
     of those probabilities (`propagate_from_anchors`); otherwise TSN propagates one frame's mask."""
     model, config = load_tsn(model_path)
+    mem_every = mem_every or config["mem_every"]
     if routing_out is not None and not model.has_instance:
         raise InputError(f"{model_path}: a pixel-stream-only model (streams: pixel) has no routing map to write")
     target = resolve_device(device or config["device"])
-    model.top_k = config["top_k"]
+    model.top_k = top_k or config["top_k"]
     model.to(target)
     sequence = Sequence.from_frames_dir(frames_dir)
     frames = sequence.read_frames()
@@ -286,9 +290,9 @@ def infer_tsn(
     object_count = len({i for seed in seeds for i in seed.object_ids})
     log.info("%s: seed frame(s) %s (%s), %d object(s)", sequence.name, seed_frames, seeds[0].source, object_count)
     if len(seeds) == 1:
-        probs, routing = propagate(model, frames, seeds[0], config["mem_every"], target)
+        probs, routing = propagate(model, frames, seeds[0], mem_every, target)
     else:
-        probs, routing = propagate_from_anchors(model, frames, seeds, config["mem_every"], target)
+        probs, routing = propagate_from_anchors(model, frames, seeds, mem_every, target)
     sha = file_sha256(model_path)
     ids = sorted({i for seed in seeds for i in seed.object_ids})
     attrs = {"seed_frame": ",".join(str(seed.frame) for seed in seeds), "seed_source": seeds[0].source, "streams": model.arch["streams"]}
