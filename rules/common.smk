@@ -361,7 +361,7 @@ def tsn_training_params(wildcards) -> str:
     """What of the tsn section changes what train-tsn learns; the ablation model is the same with the
     pixel stream alone (tsn.ablation itself only says whether the workflow trains it)."""
     section = result_settings("tsn", config["tsn"])
-    section = {key: value for key, value in section.items() if key not in ("ablation", *TSN_INFERENCE_KEYS)}
+    section = {key: value for key, value in section.items() if key not in ("ablation", "anchors", *TSN_INFERENCE_KEYS)}
     if wildcards.tsn_model == "tsn-pixel":
         section["streams"] = "pixel"
     return as_json(section)

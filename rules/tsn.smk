@@ -89,6 +89,7 @@ rule infer_joint_tsn:
         probs_h5("joint-tsn", "{dataset}", "{seq}"),
     params:
         inference=tsn_inference_flags(),
+        anchors=config["tsn"]["anchors"],
     log:
         log_of("infer_joint_tsn", "dataset", "seq"),
     benchmark:
@@ -101,7 +102,8 @@ rule infer_joint_tsn:
         CONDA_ENV
     shell:
         "fusionseg infer-tsn --model {input.model:q} --frames {input.frames:q} --seed-probs {input.seed:q} "
-        "--seed-frame auto --out {output:q} {params.inference} {resources.run_options} --threads {threads} > {log:q} 2>&1"
+        "--seed-frame auto --anchors {params.anchors:q} --out {output:q} {params.inference} {resources.run_options} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule tsn:
