@@ -3,20 +3,23 @@ alternatives it was chosen over: every variant is the shipped config with one se
 the workflow itself up to the validation scores (5 held-out DAVIS-2016 train sequences at 240p:
 flamingo, hockey, mallard-fly, motorbike, rollerblade); the benchmark sequences are never run here.
 
-    python benchmarks/choices.py [--choice appearance|motion|tsn|anchors|flow ...] [--cores 2] [--work DIR]
+    python benchmarks/choices.py [--choice appearance motion tsn anchors] [--cores 2] [--work DIR]
+                                 [--shipped-run output/davis-cpu]
 
-Each variant runs in its own out_dir below --work (default output/choices) with `snakemake --cache`,
-so that optical flow, which no variant changes (except the flow choice), is computed once
-(SNAKEMAKE_OUTPUT_CACHE=<work>/cache). A variant already run is not run again (Snakemake: nothing to
-do). Writes benchmarks/results/choices.md and choices.csv: validation J&F, J and F of each variant's
-methods, and the winner of each choice.
+The variant that is the shipped config is read from a finished run of it (--shipped-run: its
+results/validation/scores). The other variants run one after the other in one out_dir (<work>/run), so
+Snakemake reruns only the steps a variant changes (the appearance variants come last: changing the
+appearance stream reruns everything below it); each variant's score files are kept in
+<work>/variants/<variant>/ with its config, and a variant whose kept config equals its config now is
+not run again. Writes benchmarks/results/choices.md and choices.csv: validation J&F,
+J and F of each variant's methods, and the best variant of each choice.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -49,31 +52,13 @@ class Choice:
     variants: tuple[Variant, ...]
 
 
-SHIPPED = "shipped"
 CHOICES = {
-    "appearance": Choice(
-        "appearance",
-        "Appearance stream: U²-Netp (DUTS) fine-tuned, or the saliency network as it is (row Saliency), or "
-        "the paper's architecture on ImageNet EfficientNet-Lite0 (stride 8, four atrous classifiers)",
-        "appearance",
-        ("saliency", "appearance"),
-        (
-            Variant(SHIPPED, "U²-Netp (DUTS) fine-tuned on appearance_train (the shipped config)"),
-            Variant(
-                "efficientnet",
-                "EfficientNet-Lite0 (ImageNet), SGD, as before this change",
-                {"appearance": {"backbone": "efficientnet_lite0", "weights": "imagenet", "optimizer": "sgd",
-                                "lr": 0.003, "iterations": 1500}},
-            ),
-        ),
-    ),
     "motion": Choice(
         "motion",
         "Motion stream initialisation: U²-Netp (DUTS, full resolution) or ImageNet EfficientNet-Lite0 (stride 8)",
         "joint",
         ("motion", "joint"),
         (
-            Variant(SHIPPED, "the shipped config"),
             Variant(
                 "motion-efficientnet",
                 "motion stream on ImageNet EfficientNet-Lite0, SGD",
@@ -92,7 +77,6 @@ CHOICES = {
         "tsn",
         ("tsn", "joint-tsn"),
         (
-            Variant(SHIPPED, "the shipped config"),
             Variant("tsn-efficientnet", "EfficientNet-Lite0 (ImageNet)", {"tsn": {"backbone": "efficientnet_lite0", "weights": "imagenet"}}),
             Variant("tsn-u2netp", "U²-Netp encoder stages (DUTS)", {"tsn": {"backbone": "u2netp", "weights": "duts"}}),
         ),
@@ -104,35 +88,73 @@ CHOICES = {
         ("joint", "joint-tsn"),
         tuple(Variant(f"anchors-{n}", f"{n} anchor frame(s)", {"tsn": {"anchors": n}}) for n in (1, 3, 5)),
     ),
+    "appearance": Choice(
+        "appearance",
+        "Appearance stream: U²-Netp (DUTS) fine-tuned, or the saliency network as it is (row Saliency), or "
+        "the paper's architecture on ImageNet EfficientNet-Lite0 (stride 8, four atrous classifiers)",
+        "appearance",
+        ("saliency", "appearance"),
+        (
+            Variant(
+                "appearance-u2netp",
+                "U²-Netp (DUTS) fine-tuned with AdamW",
+                {"appearance": {"backbone": "u2netp", "weights": "duts", "optimizer": "adamw", "lr": 0.0001, "iterations": 300}},
+            ),
+            Variant(
+                "appearance-efficientnet",
+                "EfficientNet-Lite0 (ImageNet), SGD, as before this change",
+                {"appearance": {"backbone": "efficientnet_lite0", "weights": "imagenet", "optimizer": "sgd",
+                                "lr": 0.003, "iterations": 1500}},
+            ),
+        ),
+    ),
 }
 
 
-def variant_config(variant: Variant, work: Path) -> dict:
+def variant_config(variant: Variant, out_dir: Path) -> dict:
     config = yaml.safe_load(CONFIG.read_text())
-    config = copy.deepcopy(config)
-    config["out_dir"] = str(work / variant.name)
+    config["out_dir"] = str(out_dir)
     for section, keys in variant.changes.items():
         config[section] = {**config.get(section, {}), **keys}
     return config
 
 
-def targets(config: dict, choice: Choice) -> list[str]:
+def is_shipped(variant: Variant) -> bool:
+    """Whether the variant's changes are what configs/davis-cpu.yaml already says."""
+    from fusionseg.config import load_config
+
+    shipped = load_config(CONFIG)
+    return all(shipped[section].get(key) == value for section, keys in variant.changes.items() for key, value in keys.items())
+
+
+def targets(config: dict, choice: Choice) -> list[Path]:
     datasets = sorted({entry["dataset"] for entry in config["roles"]["validation"]})
-    return [f"{config['out_dir']}/results/validation/scores/{m}/{d}.csv" for m in choice.methods for d in datasets]
+    return [Path(config["out_dir"]) / "results" / "validation" / "scores" / m / f"{d}.csv" for m in choice.methods for d in datasets]
 
 
-def run_variant(variant: Variant, choice: Choice, work: Path, cores: int) -> list[Path]:
-    config = variant_config(variant, work)
-    path = work / f"{variant.name}.yaml"
+def variant_scores(variant: Variant, choice: Choice, work: Path, shipped_run: Path, cores: int) -> list[Path]:
+    """The variant's validation score files: kept ones of the same config, the shipped run's, or from
+    a run now."""
+    config = variant_config(variant, work / "run")
+    kept = work / "variants" / variant.name
+    text = yaml.safe_dump(config, sort_keys=False)
+    if (kept / "config.yaml").is_file() and (kept / "config.yaml").read_text() == text:
+        return sorted(kept.glob("*.csv"))
+    shipped = targets(variant_config(variant, shipped_run), choice)
+    if is_shipped(variant) and all(path.is_file() for path in shipped):
+        return shipped
+    path = work / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(text)
     wanted = targets(config, choice)
-    env = {**os.environ, "SNAKEMAKE_OUTPUT_CACHE": str(work / "cache")}
-    (work / "cache").mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--cache", "--configfile", str(path), "--", *wanted]
+    command = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", str(path), "--", *map(str, wanted)]
     print(" ".join(command), flush=True)
-    subprocess.run(command, cwd=REPO, env=env, check=True)
-    return [Path(t) for t in wanted]
+    subprocess.run(command, cwd=REPO, check=True)
+    kept.mkdir(parents=True, exist_ok=True)
+    for target in wanted:
+        shutil.copyfile(target, kept / f"{target.parent.name}.{target.name}")
+    (kept / "config.yaml").write_text(text)
+    return sorted(kept.glob("*.csv"))
 
 
 def collect(choice: Choice, variant: Variant, score_files: list[Path]) -> pd.DataFrame:
@@ -144,7 +166,7 @@ def collect(choice: Choice, variant: Variant, score_files: list[Path]) -> pd.Dat
     table = table.reset_index()
     table.insert(0, "variant", variant.name)
     table.insert(0, "choice", choice.name)
-    table["description"] = variant.description
+    table["description"] = variant.description + (" (shipped)" if is_shipped(variant) else "")
     return table
 
 
@@ -174,16 +196,19 @@ def write_results(rows: pd.DataFrame) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--choice", nargs="+", choices=sorted(CHOICES), default=sorted(CHOICES))
+    parser.add_argument("--choice", nargs="+", choices=list(CHOICES), default=list(CHOICES))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--work", type=Path, default=REPO / "output" / "choices")
+    parser.add_argument("--shipped-run", type=Path, default=REPO / "output" / "davis-cpu", help="a finished run of configs/davis-cpu.yaml")
     args = parser.parse_args()
+    os.chdir(REPO)  # the config's dataset roots are relative to the repository
     previous = pd.read_csv(RESULTS / "choices.csv") if (RESULTS / "choices.csv").is_file() else pd.DataFrame()
     tables = []
     for name in args.choice:
         choice = CHOICES[name]
         for variant in choice.variants:
-            tables.append(collect(choice, variant, run_variant(variant, choice, args.work.resolve(), args.cores)))
+            scores = variant_scores(variant, choice, args.work.resolve(), args.shipped_run.resolve(), args.cores)
+            tables.append(collect(choice, variant, scores))
     rows = pd.concat(tables, ignore_index=True)
     if len(previous):
         rows = pd.concat([previous[~previous["choice"].isin(args.choice)], rows], ignore_index=True)
