@@ -59,10 +59,13 @@ def _register_segment_outputs(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    from fusionseg.models.bundle import METHOD_ALIASES, METHOD_MODELS
+
     parser = subparsers.add_parser(
         "export-models",
-        help="write a model bundle (.zip) of the three models a config trained",
-        description="Run from the workflow's working directory: the config's out_dir holds models/ and results/summary.csv.",
+        help="write a model bundle (.zip) of the models a config trained (FusionSeg's three; TSN when trained)",
+        description="Run from the workflow's working directory: the config's out_dir holds models/, results/summary.csv "
+        "and results/validation/summary.csv.",
     )
     parser.add_argument("--config", required=True, type=Path, help="the config that trained the models")
     parser.add_argument("--out", required=True, type=Path, help="bundle to write (.zip)")
@@ -70,6 +73,14 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary", type=Path, help="benchmark summary to record (default: OUT_DIR/results/summary.csv)")
     parser.add_argument("--no-scores", action="store_true", help="record no benchmark scores")
     parser.add_argument("--licence", help="licence note for the manifest (default: from the training datasets and backbone)")
+    parser.add_argument(
+        "--validation-summary", type=Path,
+        help="validation summary the default method is chosen on (default: OUT_DIR/results/validation/summary.csv, if there)",
+    )
+    parser.add_argument(
+        "--default-method", choices=[*METHOD_MODELS, *METHOD_ALIASES],
+        help="the method `fusionseg segment` runs unless told (default: the best J&F on the validation summary, else joint)",
+    )
     parser.set_defaults(handler=_export)
 
 
@@ -166,9 +177,13 @@ def _segment_outputs(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from fusionseg.models.bundle import export_bundle
 
-    manifest = export_bundle(args.config, args.out, args.models_dir, args.summary, not args.no_scores, args.licence)
+    manifest = export_bundle(args.config, args.out, args.models_dir, args.summary, not args.no_scores, args.licence,
+                             args.validation_summary, args.default_method)  # fmt: skip
     size = args.out.stat().st_size / 1e6
-    print(f"{args.out}: {size:.1f} MB, models trained at max_side {manifest['max_side']}, commit {manifest['git_commit']}")
+    print(
+        f"{args.out}: {size:.1f} MB, models trained at max_side {manifest['max_side']}, commit {manifest['git_commit']}, "
+        f"methods {', '.join(manifest['methods'])}, default {manifest['default_method']} (by {manifest['default_method_choice']['by']})"
+    )
 
 
 def _import(args: argparse.Namespace) -> None:
