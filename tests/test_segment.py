@@ -3,8 +3,11 @@ bad input, and the workflow's segment role (planned without training or scores, 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -22,7 +25,7 @@ from fusionseg.io import read_mask, write_image
 from fusionseg.models.bundle import export_bundle
 from fusionseg.models.checkpoint import file_sha256
 from fusionseg.models.u2net import shipped_weights
-from fusionseg.segment.outputs import SegmentInputs, write_segment_outputs
+from fusionseg.segment.outputs import SegmentInputs, shown_outputs, write_segment_outputs
 from fusionseg.segment.video import read_video, video_fps
 
 SOURCE_SIZE = (96, 72)  # the bundle was trained at max_side 64: the networks see 64x48
@@ -207,9 +210,16 @@ def test_each_method_runs_only_the_steps_it_needs(tsn_bundle, clip, tmp_path, me
     assert len(list((out / "square" / "masks").glob("*.png"))) == 4
 
 
-def test_joint_tsn_shows_saliency_and_what_it_was_made_from(tsn_bundle, clip, tmp_path) -> None:
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def segmented(tsn_bundle, clip, tmp_path_factory) -> Path:
+    """OUT of `fusionseg segment --method joint-tsn --stream-overlays`: five methods shown."""
+    out = tmp_path_factory.mktemp("segmented") / "out"
     assert segment(str(clip), "--models", str(tsn_bundle), "--out", str(out), "--method", "joint-tsn", "--stream-overlays") == 0
+    return out
+
+
+def test_joint_tsn_shows_saliency_and_what_it_was_made_from(segmented) -> None:
+    out = segmented
     record = json.loads((out / "square" / "segment.json").read_text())
     assert record["shown"] == ["joint-tsn", "saliency", "appearance", "motion", "joint"]
     assert set(record["model_sha256"]) == set(record["shown"])
@@ -217,6 +227,51 @@ def test_joint_tsn_shows_saliency_and_what_it_was_made_from(tsn_bundle, clip, tm
     assert isinstance(record["tsn_seed_frame"], int)  # -1: the untrained Ours-Joint found no object to seed from
     for name in ("masks-saliency", "masks-joint", "overlay-saliency.webm", "overlay-joint.webm"):
         assert name in record["outputs"] and (out / "square" / name).exists()
+
+
+def test_report_plays_every_overlay_and_plots_mask_areas(segmented) -> None:
+    """Each overlay a <video> with its WebM inlined (a file browsers play: EBML header, DocType webm,
+    VP8), the mask-area plot, and contact frames of the chosen method beside the Saliency row."""
+    report = (segmented / "report.html").read_text()
+    sources = re.findall(r'<video [^>]*><source src="data:video/webm;base64,([^"]+)" type="video/webm">', report)
+    names = ["overlay.webm", "overlay-saliency.webm", "overlay-appearance.webm", "overlay-motion.webm", "overlay-joint.webm"]
+    assert len(sources) == len(names) and report.count("<video ") == len(names)
+    for name, source in zip(names, sources):
+        data = base64.b64decode(source)
+        assert data == (segmented / "square" / name).read_bytes()
+        assert data[:4] == b"\x1a\x45\xdf\xa3" and b"\x42\x82\x84webm" in data[:64] and b"V_VP8" in data[:400]
+    assert len(list(read_video(segmented / "square" / "overlay.webm"))) == 4  # decodes back
+    if shutil.which("ffprobe"):
+        probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries", "format=format_name:stream=codec_name,nb_read_frames",
+                                "-of", "json", str(segmented / "square" / "overlay.webm")], capture_output=True, text=True, check=True)  # fmt: skip
+        facts = json.loads(probe.stdout)
+        assert facts["format"]["format_name"] == "matroska,webm"
+        assert facts["streams"][0]["codec_name"] == "vp8" and facts["streams"][0]["nb_read_frames"] == "4"
+    assert 'alt="mask area per frame, square"' in report
+    contact = report[report.index('<table class="contact">'):]
+    assert contact.index("<th>Ours-Joint+TSN</th>") < contact.index("<th>Saliency</th>")
+    assert contact[: contact.index("</table>")].count("<img") == 2 * 4  # 4 frames, two methods each
+
+
+def test_report_links_videos_above_the_inlining_limit(segmented, monkeypatch) -> None:
+    from fusionseg.report import build
+    from fusionseg.segment.pipeline import write_report
+
+    monkeypatch.setattr(build, "MAX_EMBEDDED_VIDEO_BYTES", 1000)
+    report = write_report(segmented).read_text()
+    assert "data:video" not in report
+    assert '<source src="square/overlay.webm" type="video/webm">' in report
+    assert report.count("(0.0 MB, linked: above the 0.001 MB inlining limit)") == 5
+
+
+def test_folders_of_older_runs_show_ours_joint_and_their_stream_overlays(tmp_path) -> None:
+    """segment.json of a run before methods were recorded: Ours-Joint, stream overlays as .mp4."""
+    outputs = ["masks", "masks-appearance", "masks-motion", "overlay-appearance.mp4", "overlay-motion.mp4", "overlay.mp4", "segment.json"]
+    assert shown_outputs(tmp_path, {"outputs": outputs}) == {
+        "joint": (tmp_path / "masks", tmp_path / "overlay.mp4"),
+        "appearance": (tmp_path / "masks-appearance", tmp_path / "overlay-appearance.mp4"),
+        "motion": (tmp_path / "masks-motion", tmp_path / "overlay-motion.mp4"),
+    }
 
 
 def test_the_bundle_default_method_runs_unless_told(tsn_bundle, clip, tmp_path) -> None:

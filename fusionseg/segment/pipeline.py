@@ -165,7 +165,8 @@ def _run_step(step: str, sequence: Sequence, work: Path, bundle: Bundle, models:
 
 
 def write_report(out_root: str | Path) -> Path:
-    """`out_root/report.html`: a contact sheet of every segmented sequence folder in `out_root`."""
+    """`out_root/report.html`: overlay videos, mask areas and contact frames of every segmented sequence
+    folder in `out_root`."""
     from fusionseg.report.build import segment_section
     from fusionseg.report.html import page
 
@@ -173,7 +174,7 @@ def write_report(out_root: str | Path) -> Path:
     folders = sorted(p for p in out_root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / RECORD).is_file())
     path = out_root / REPORT
     document = page("FusionSeg: segmented videos", f"{len(folders)} sequence(s) in {out_root}",
-                    [("segment", "Segmented videos", segment_section(folders))])  # fmt: skip
+                    [("segment", "Segmented videos", segment_section(folders, report_dir=out_root))])  # fmt: skip
     with atomic_file(path) as tmp:
         tmp.write_text(document, encoding="utf-8")
     return path
