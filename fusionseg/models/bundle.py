@@ -493,7 +493,7 @@ def import_models(out_dir: str | Path, flow: FlowConvention, bundle: str | Path 
         if bundle is not None:
             verified = read_bundle(bundle)
             check_flow_matches(verified.flow, flow, str(bundle), "config")
-            extract_models(verified, tmp)
+            extract_models(verified, tmp, MODEL_NAMES)  # the workflow runs TSN only where it trains it
             provenance = {**verified.provenance(), "models": verified.manifest["models"], "max_side": verified.max_side}
         else:
             provenance = {"bundle": None, "bundle_sha256": None, "checkpoint_sha256": {}, "checkpoints": {},
