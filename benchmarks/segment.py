@@ -3,7 +3,8 @@
 The command runs in a fresh subprocess, as a user would run it; it reports its own peak resident
 memory (VmHWM: getrusage's ru_maxrss would carry the parent's peak over through fork) and the CPU
 time it used (user + system, all its threads). Time is the subprocess's wall clock from start to exit
-(imports, bundle check, frames, flow, both streams, fusion, masks, overlay video, report); the
+(imports, bundle check, frames, the steps of the bundle's default method and the Saliency row beside
+it, masks, overlay videos, report); the
 per-step seconds come from the sequence's segment.json. On a machine shared with other jobs the wall
 clock mostly measures the others; CPU seconds per frame say what the command itself costs.
 
@@ -30,11 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from fusionseg.segment.outputs import OVERLAY
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 VIDEO = REPO.parent / "shared" / "data" / "videos" / "bikes.mp4"
 STAND_IN_CONFIG = REPO / "configs" / "davis-cpu.yaml"
-STEPS = ("frames", "flow", "appearance", "motion", "fusion")
+STEPS = ("frames", "flow", "appearance", "motion", "fusion", "tsn", "saliency")
 SHEET = RESULTS / "segment.overlay.jpg"
 
 
@@ -105,6 +108,7 @@ def result_row(video: Path, bundle_label: str, threads: int, run: dict, load_bef
         "working_size": "x".join(map(str, record["working_size"])),
         "bundle": bundle_label,
         "bundle_sha256": record["models"]["bundle_sha256"][:12],
+        "method": record["method"],
         "threads": threads,
         "wall_s": round(run["seconds"], 1),
         "fps": round(record["frames"] / run["seconds"], 3),
@@ -152,7 +156,7 @@ def write_markdown(runs: pd.DataFrame) -> None:
         "",
         runs[["bundle", *[f"{step}_s" for step in STEPS], "rest_s"]].to_markdown(index=False, floatfmt=".1f"),
         "",
-        f"Overlay frames of the last run: `{SHEET.name}` (frames 0, 1/3, 2/3 and last of overlay.mp4).",
+        f"Overlay frames of the last run: `{SHEET.name}` (frames 0, 1/3, 2/3 and last of {OVERLAY}).",
     ]
     (RESULTS / "segment.md").write_text("\n".join(lines) + "\n")
 
@@ -190,7 +194,7 @@ def main() -> None:
         load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         run = run_segment(video, bundle, out, args.threads, args.max_side)
         load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        write_sheet(out / video.stem / "overlay.mp4")
+        write_sheet(out / video.stem / OVERLAY)
     row = {"command": " ".join(["python benchmarks/segment.py", *sys.argv[1:]]),
            **result_row(args.video, label, args.threads, run, load_before, load_after)}  # fmt: skip
     write_markdown(append_run(row))

@@ -1,5 +1,6 @@
 """Segment role: video without ground truth through frames, flow, both streams and the fusion, into
-segment/<dataset>/<seq>/ (masks at the source's size, overlay.mp4, segment.json); never scored.
+segment/<dataset>/<seq>/ (Ours-Joint's masks at the source's size, overlay.webm, segment.json; beside
+them the Saliency row's and, with TSN, Ours-Joint+TSN's masks and overlays); never scored.
 Models from elsewhere (`models:` a bundle, or three checkpoints) are checked and unpacked here, and no
 training rule is planned."""
 
@@ -41,12 +42,15 @@ rule segment_sequence:
         joint=probs_h5("joint", "{dataset}", "{seq}"),
         appearance=probs_h5("appearance", "{dataset}", "{seq}"),
         motion=probs_h5("motion", "{dataset}", "{seq}"),
+        saliency=probs_h5("saliency", "{dataset}", "{seq}"),
+        joint_tsn=[probs_h5("joint-tsn", "{dataset}", "{seq}")] if "joint-tsn" in METHODS else [],
         models=[] if TRAINED_HERE else [IMPORTED_PROVENANCE],
     output:
         directory(segment_dir("{dataset}", "{seq}")),
     params:
         source=segment_source_flags,
         models=lambda wildcards, input: quoted("--models-provenance", input.models),
+        joint_tsn=lambda wildcards, input: quoted("--joint-tsn-probs", input.joint_tsn),
         threshold=config["inference"]["threshold"],
     log:
         log_of("segment_sequence", "dataset", "seq"),
@@ -59,7 +63,8 @@ rule segment_sequence:
         CONDA_ENV
     shell:
         "fusionseg segment-outputs --frames {input.frames:q} --flow {input.flow:q} --joint-probs {input.joint:q} "
-        "--appearance-probs {input.appearance:q} --motion-probs {input.motion:q} {params.source} {params.models} "
+        "--appearance-probs {input.appearance:q} --motion-probs {input.motion:q} --saliency-probs {input.saliency:q} "
+        "{params.joint_tsn} {params.source} {params.models} "
         "--name {wildcards.dataset:q}/{wildcards.seq:q} --threshold {params.threshold:q} --out {output:q} > {log:q} 2>&1"
 
 

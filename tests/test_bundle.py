@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -34,6 +35,9 @@ from fusionseg.models.bundle import (
 from fusionseg.models.checkpoint import file_sha256, load_model, save_checkpoint
 from fusionseg.models.fusion import FusionModel
 from fusionseg.models.stream import StreamModel
+from fusionseg.tsn.infer import load_tsn
+from fusionseg.tsn.model import TSNModel, tsn_arch
+from fusionseg.tsn.train import tsn_params
 
 # A run that trained on synthetic clip000 (every training role) and was scored on clip001.
 TRAINING_CONFIG = {
@@ -55,13 +59,22 @@ TRAINING_CONFIG = {
 SUMMARY = pd.DataFrame({"method": ["Ours-Joint"], "method_id": ["joint"], "synth J": [0.25]})
 
 
-def write_training_run(folder: Path) -> Path:
-    """A finished (untrained) run in `folder`: config, three checkpoints, summary and, last, the run's
-    effective config (as the workflow writes it when a run finishes); returns the config."""
+# The smallest TSN (untrained): what a run with systems [fusionseg, tsn] leaves in models/tsn.pt.
+TINY_TSN = {"weights": "none", "key_channels": 8, "value_channels": 16, "decoder_channels": [16, 8, 8], "kernel_dim": 8, "device": "cpu"}
+
+
+def write_training_run(folder: Path, tsn: bool = False) -> Path:
+    """A finished (untrained) run in `folder`: config, three checkpoints (and TSN's, with its system),
+    summary and, last, the run's effective config (as the workflow writes it when a run finishes);
+    returns the config."""
     torch.manual_seed(0)
     config_path = folder / "train.yaml"
-    config_path.write_text(yaml.safe_dump(TRAINING_CONFIG, sort_keys=False))
+    config = {**TRAINING_CONFIG, **({"systems": ["fusionseg", "tsn"]} if tsn else {})}
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     models = folder / "run" / "models"
+    if tsn:
+        params = tsn_params(json.dumps(TINY_TSN))
+        save_checkpoint(models / "tsn.pt", TSNModel(tsn_arch(params)).eval(), params, 1)
     for stream in ("appearance", "motion"):
         save_checkpoint(models / f"{stream}.pt", StreamModel("efficientnet_lite0", "none", stream).eval(), {"iterations": 1}, 1)
     fusion = FusionModel()
@@ -70,7 +83,7 @@ def write_training_run(folder: Path) -> Path:
     save_checkpoint(models / "fusion.pt", fusion, {"iterations": 1}, 1)
     (folder / "run" / "results").mkdir(parents=True)
     SUMMARY.to_csv(folder / "run" / "results" / "summary.csv", index=False)
-    (folder / "run" / EFFECTIVE_CONFIG).write_text(yaml.safe_dump(check_config(TRAINING_CONFIG), sort_keys=False))
+    (folder / "run" / EFFECTIVE_CONFIG).write_text(yaml.safe_dump(check_config(config), sort_keys=False))
     return config_path
 
 
@@ -84,6 +97,19 @@ def trained(tmp_path_factory) -> Path:
 def bundle(trained) -> Path:
     path = trained / "bundle.zip"
     export_bundle(trained / "train.yaml", path, models_dir=trained / "run" / "models", summary=trained / "run" / "results" / "summary.csv")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_tsn(tmp_path_factory) -> Path:
+    """A finished run whose systems were fusionseg and tsn."""
+    return write_training_run(tmp_path_factory.mktemp("trained-tsn"), tsn=True).parent
+
+
+@pytest.fixture(scope="module")
+def tsn_bundle(trained_tsn) -> Path:
+    path = trained_tsn / "tsn-bundle.zip"
+    export_bundle(trained_tsn / "train.yaml", path, models_dir=trained_tsn / "run" / "models", scores=False)
     return path
 
 
@@ -358,3 +384,117 @@ def test_missing_default_bundle_says_how_to_get_one(tmp_path, monkeypatch, capsy
     clip.mkdir()
     line = one_error_line(capsys, ["segment", str(clip), "--out", str(tmp_path / "out")])
     assert "no model bundle is installed" in line and "export-models" in line and "--models" in line
+
+
+# ---- TSN, the methods a bundle runs, and its default method ----------------------------------------
+
+FOUR_METHODS = ["saliency", "appearance", "motion", "joint"]
+# A validation summary: TSN (semi-supervised, which no bundle runs) is best; among what bundles run,
+# Ours-Joint+TSN, then Ours-Joint (mean J&F over both datasets).
+VALIDATION = pd.DataFrame({
+    "method": ["Saliency", "Ours-A", "Ours-Joint", "Ours-Joint+TSN", "TSN"],
+    "method_id": ["saliency", "appearance", "joint", "joint-tsn", "tsn"],
+    "synth J&F": [0.30, 0.40, 0.45, 0.50, 0.90],
+    "synth J": [0.30, 0.40, 0.45, 0.50, 0.90],
+    "other J&F": [0.50, 0.40, 0.45, 0.60, 0.90],
+})  # fmt: skip
+
+
+def test_bundle_carries_tsn_when_the_run_trained_it(tsn_bundle, trained_tsn, tmp_path) -> None:
+    manifest = read_manifest(tsn_bundle)
+    assert manifest["models"]["tsn"]["arch"] == TSNModel(tsn_arch(tsn_params(json.dumps(TINY_TSN)))).arch
+    # TSN's inference settings as the run scored it (the config's tsn section: schema defaults here)
+    assert manifest["models"]["tsn"]["input"] == {
+        "kind": "rgb", "seed": {"method": "joint", "frame": "auto", "anchors": 1}, "top_k": 20, "mem_every": 5,
+    }  # fmt: skip
+    assert read_bundle(tsn_bundle).tsn_settings == {"anchors": 1, "top_k": 20, "mem_every": 5}
+    assert manifest["methods"] == [*FOUR_METHODS, "joint-tsn"] and manifest["format"] == "fusionseg-bundle-2"
+    stored = torch.load(io.BytesIO(member(tsn_bundle, "tsn.pt")), weights_only=True)["model"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    verified = read_bundle(tsn_bundle)
+    assert verified.methods == manifest["methods"]
+    assert verified.provenance()["checkpoint_sha256"]["tsn"] == manifest["files"]["tsn.pt"]["sha256"]
+    restored, config = load_tsn(extract_models(verified, tmp_path)["tsn"])
+    original, _ = load_tsn(trained_tsn / "run" / "models" / "tsn.pt")
+    assert all(p.dtype == torch.float32 for p in restored.parameters()) and config["mem_every"] == 5
+    for (name, mine), (_, theirs) in zip(restored.state_dict().items(), original.state_dict().items()):
+        assert torch.allclose(mine.float(), theirs.float(), rtol=1e-3, atol=1e-4), name
+
+
+def test_bundle_without_tsn_runs_four_methods_and_defaults_to_joint(bundle) -> None:
+    manifest = read_manifest(bundle)
+    assert manifest["methods"] == FOUR_METHODS and "tsn" not in manifest["models"]
+    assert manifest["default_method"] == "joint" and manifest["default_method_choice"]["by"] == "fallback"
+
+
+def test_tsn_among_the_systems_but_not_trained_is_left_out(trained, tmp_path, caplog) -> None:
+    config = tmp_path / "tsn.yaml"
+    config.write_text(yaml.safe_dump({**TRAINING_CONFIG, "systems": ["fusionseg", "tsn"]}))
+    manifest = export_bundle(config, tmp_path / "b.zip", models_dir=trained / "run" / "models", scores=False)
+    assert manifest["methods"] == FOUR_METHODS
+    assert "tsn.pt: not found, so the bundle carries no TSN" in caplog.text
+
+
+def test_default_method_is_the_best_runnable_one_on_the_validation_summary(trained, trained_tsn, tmp_path) -> None:
+    VALIDATION.to_csv(tmp_path / "validation.csv", index=False)
+    with_tsn = export_bundle(trained_tsn / "train.yaml", tmp_path / "t.zip", models_dir=trained_tsn / "run" / "models",
+                             scores=False, validation_summary=tmp_path / "validation.csv")  # fmt: skip
+    assert with_tsn["default_method"] == "joint-tsn"
+    assert with_tsn["default_method_choice"] == {
+        "by": "validation", "summary": str(tmp_path / "validation.csv"),
+        "mean_j_and_f": {"saliency": 0.4, "appearance": 0.4, "joint": 0.45, "joint-tsn": 0.55},
+    }  # fmt: skip
+    without = export_bundle(trained / "train.yaml", tmp_path / "j.zip", models_dir=trained / "run" / "models",
+                            scores=False, validation_summary=tmp_path / "validation.csv")  # fmt: skip
+    assert without["default_method"] == "joint" and "joint-tsn" not in without["default_method_choice"]["mean_j_and_f"]
+    assert read_bundle(tmp_path / "t.zip").default_method == "joint-tsn"
+
+
+def test_default_method_option_wins_and_must_be_runnable(trained, tmp_path, monkeypatch, capsys) -> None:
+    run = shutil.copytree(trained, tmp_path / "run-with-validation")  # the shared run stays without one
+    monkeypatch.chdir(run)
+    (run / "run" / "results" / "validation").mkdir()
+    VALIDATION.to_csv(run / "run" / "results" / "validation" / "summary.csv", index=False)
+    out = tmp_path / "m.zip"
+    assert main(["export-models", "--config", "train.yaml", "--out", str(out), "--no-scores", "--default-method", "motion"]) == 0
+    assert read_bundle(out).default_method == "motion" and read_manifest(out)["default_method_choice"] == {"by": "--default-method"}
+    assert main(["export-models", "--config", "train.yaml", "--out", str(out), "--no-scores"]) == 0
+    assert read_manifest(out)["default_method_choice"]["summary"] == "run/results/validation/summary.csv"  # the run's, found by default
+    line = one_error_line(capsys, ["export-models", "--config", "train.yaml", "--out", str(tmp_path / "x.zip"), "--no-scores",
+                                   "--default-method", "joint+tsn"])  # fmt: skip
+    assert line == "fusionseg export-models: error: --default-method joint+tsn: the bundle can run saliency, appearance, motion, joint"
+    line = one_error_line(capsys, ["export-models", "--config", "train.yaml", "--out", str(tmp_path / "x.zip"), "--no-scores",
+                                   "--validation-summary", "nowhere.csv"])  # fmt: skip
+    assert line == "fusionseg export-models: error: nowhere.csv: validation summary not found"
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_older_bundles_run_four_methods_and_default_to_joint(bundle, tmp_path, caplog) -> None:
+    def before_methods(manifest: dict) -> None:
+        for key in ("methods", "default_method", "default_method_choice"):
+            manifest.pop(key)
+
+    second = read_bundle(rewrite_bundle(bundle, tmp_path / "second.zip", edit=before_methods))
+    assert (second.methods, second.default_method) == (FOUR_METHODS, "joint")
+    with zipfile.ZipFile(tmp_path / "second.zip") as source, zipfile.ZipFile(tmp_path / "first.zip", "w") as first:
+        manifest = json.loads(source.read(MANIFEST_NAME))
+        first.writestr(MANIFEST_NAME, json.dumps({**manifest, "format": "fusionseg-bundle-1"}))
+        for name in manifest["files"]:
+            first.writestr(name, source.read(name))
+    oldest = read_bundle(tmp_path / "first.zip")
+    assert (oldest.methods, oldest.default_method) == (FOUR_METHODS, "joint") and "export it again" in caplog.text
+
+
+def test_methods_must_be_ones_the_models_run(bundle, tmp_path) -> None:
+    claims_tsn = rewrite_bundle(bundle, tmp_path / "claims.zip", edit=lambda m: m["methods"].append("joint-tsn"))
+    with pytest.raises(InputError, match=r"claims\.zip: manifest\.json lists methods .*joint-tsn.*; its models run saliency, appearance, motion, joint$"):
+        read_bundle(claims_tsn)
+    default = rewrite_bundle(bundle, tmp_path / "default.zip", edit=lambda m: m.update(default_method="segflow"))
+    with pytest.raises(InputError, match=r"default\.zip: manifest\.json gives default_method 'segflow', which is not among its methods"):
+        read_bundle(default)
+
+
+def test_tsn_place_holds_a_tsn_checkpoint(tsn_bundle, tmp_path) -> None:
+    swapped = rewrite_bundle(tsn_bundle, tmp_path / "swapped.zip", {"tsn.pt": member(tsn_bundle, "fusion.pt")})
+    with pytest.raises(InputError, match=r"swapped\.zip: tsn\.pt: holds a checkpoint of the fusion model, but this is the tsn model's place"):
+        read_bundle(swapped)

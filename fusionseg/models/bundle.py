@@ -1,18 +1,25 @@
-"""Model bundles: the three trained networks of a run in one checked file, to segment video elsewhere.
+"""Model bundles: the trained networks of a run in one checked file, to segment video elsewhere.
 
 A bundle is a zip file (format "fusionseg-bundle-2") holding
 
     manifest.json   format, SHA-256 and size of every other member, per model its file, `arch`
                     (kind, stream, backbone), training iteration and input convention (appearance: RGB
                     frames; motion: colour-coded flow of a named method, parameters and normalisation;
-                    fusion: the two streams' probabilities), the working size the streams were trained at
-                    (`max_side`), the training datasets and sequences per role, the git commit, the
-                    benchmark scores the run reached (results/summary.csv) and a licence note
+                    fusion: the two streams' probabilities; tsn: RGB frames, seeded by Ours-Joint), the
+                    working size the streams were trained at (`max_side`), the training datasets and
+                    sequences per role, the git commit, the benchmark scores the run reached
+                    (results/summary.csv), a licence note, the `methods` the bundle can run and its
+                    `default_method` (with how it was chosen: `default_method_choice`)
     config.yaml     the workflow config that trained them, as written
     appearance.pt   checkpoints in fusionseg.models.checkpoint's format, floating-point weights stored
     motion.pt       as float16 (half the size; loading copies them into the float32 networks)
     fusion.pt
+    tsn.pt          (optional) TSN, when the run's systems had it: Ours-Joint+TSN
     manifest.sha256 the SHA-256 of manifest.json (hex), so that an edited manifest is refused
+
+Methods and TSN were added without a new format: a reader that predates them verifies every member
+(tsn.pt by its checksum) and runs Ours-Joint, which every bundle can. A bundle whose manifest lists no
+methods (formats 1 and 2 before them) runs saliency, appearance, motion and joint, joint by default.
 
 Reading one (`read_bundle`) checks the manifest against manifest.sha256, the sizes the manifest and
 the zip directory declare for every member (equal, and at most MAX_MEMBER_BYTES, before a byte is
@@ -56,8 +63,24 @@ MAX_MEMBER_BYTES = 512 << 20
 CHUNK_BYTES = 1 << 20
 CONFIG_NAME = "config.yaml"
 MODEL_NAMES = ("appearance", "motion", "fusion")
+# Models a bundle may also carry: TSN propagates Ours-Joint's mask (method joint-tsn).
+OPTIONAL_MODELS = ("tsn",)
 # What each network reads: its input convention, checked before any inference.
-INPUT_KINDS = {"appearance": "rgb", "motion": "flow_rgb", "fusion": "stream_probabilities"}
+INPUT_KINDS = {"appearance": "rgb", "motion": "flow_rgb", "fusion": "stream_probabilities", "tsn": "rgb"}
+# The `arch` kind each model's checkpoint must have.
+MODEL_KINDS = {"appearance": "stream", "motion": "stream", "fusion": "fusion", "tsn": "tsn"}
+# What `fusionseg segment --method` can run, and the models each needs. Saliency's U²-Netp weights ship
+# inside the package, so every bundle runs it.
+METHOD_MODELS = {
+    "saliency": (),
+    "appearance": ("appearance",),
+    "motion": ("motion",),
+    "joint": MODEL_NAMES,
+    "joint-tsn": (*MODEL_NAMES, "tsn"),
+}
+METHOD_ALIASES = {"joint+tsn": "joint-tsn"}
+# Without a validation summary (or --default-method), the bundle defaults to the paper's method.
+FALLBACK_METHOD = "joint"
 TRAINING_ROLES = ("appearance_train", "weak_video", "fusion_train")
 # The bundle `fusionseg segment` uses unless told otherwise: package data (pyproject.toml), trained by
 # configs/davis-cpu.yaml and written by `fusionseg export-models`.
@@ -107,13 +130,37 @@ class Bundle:
         """The longer frame side the streams were trained at (None: the sources' own size)."""
         return self.manifest.get("max_side")
 
+    @property
+    def methods(self) -> list[str]:
+        """What this bundle can segment with (older bundles, which list none: what their models run)."""
+        return list(self.manifest.get("methods") or runnable_methods(self.manifest["models"]))
+
+    @property
+    def default_method(self) -> str:
+        return self.manifest.get("default_method", FALLBACK_METHOD)
+
+    @property
+    def tsn_settings(self) -> dict:
+        """infer_tsn's settings the bundle's run scored its TSN with (anchors, top_k, mem_every); keys
+        it does not record (older bundles) are left to TSN's own."""
+        given = self.manifest["models"].get("tsn", {}).get("input", {})
+        settings = {key: given[key] for key in ("top_k", "mem_every") if key in given}
+        if "anchors" in given.get("seed", {}):
+            settings["anchors"] = given["seed"]["anchors"]
+        return settings
+
     def provenance(self) -> dict:
         """What outputs made with this bundle record about it."""
         return {
             "bundle": str(self.path),
             "bundle_sha256": self.sha256,
-            "checkpoint_sha256": {name: self.manifest["files"][f"{name}.pt"]["sha256"] for name in MODEL_NAMES},
+            "checkpoint_sha256": {name: self.manifest["files"][f"{name}.pt"]["sha256"] for name in self.manifest["models"]},
         }
+
+
+def runnable_methods(models: dict | list) -> list[str]:
+    """The methods whose models are all among `models` (names), in METHOD_MODELS order."""
+    return [method for method, needed in METHOD_MODELS.items() if set(needed) <= set(models)]
 
 
 def default_bundle_path() -> Path:
@@ -149,9 +196,9 @@ def read_bundle(path: str | Path) -> Bundle:
     from fusionseg.models.checkpoint import file_sha256
 
     path = Path(path)
-    slots = {f"{name}.pt": name for name in MODEL_NAMES}
     with _open_zip(path) as archive:
         manifest = _manifest_of(path, archive)
+        slots = {f"{name}.pt": name for name in manifest["models"]}
         for member in manifest["files"]:  # one at a time: memory holds a single member
             data = _read_member(path, archive, manifest, member)
             if member in slots:
@@ -161,8 +208,9 @@ def read_bundle(path: str | Path) -> Bundle:
     return Bundle(path, file_sha256(path), manifest)
 
 
-def extract_models(bundle: Bundle, out_dir: str | Path) -> dict[str, Path]:
-    """Write the bundle's checkpoints, byte for byte, as `out_dir/<name>.pt`; returns their paths.
+def extract_models(bundle: Bundle, out_dir: str | Path, names: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """Write the bundle's checkpoints (`names`, default all it has), byte for byte, as `out_dir/<name>.pt`;
+    returns their paths.
 
     The files keep the SHA-256 the manifest lists, so the `model_sha256` that inference records in
     each probability file leads back to this bundle; each is streamed to disk while it is hashed."""
@@ -172,7 +220,7 @@ def extract_models(bundle: Bundle, out_dir: str | Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     with _open_zip(bundle.path) as archive:
-        for name in MODEL_NAMES:
+        for name in bundle.manifest["models"] if names is None else names:
             paths[name] = out_dir / f"{name}.pt"
             with atomic_file(paths[name]) as tmp, open(tmp, "wb") as sink:
                 _copy_member(bundle.path, archive, bundle.manifest, f"{name}.pt", sink)
@@ -180,12 +228,12 @@ def extract_models(bundle: Bundle, out_dir: str | Path) -> dict[str, Path]:
 
 
 def check_checkpoint(payload: dict, slot: str, expected_arch: dict | None, where: str) -> None:
-    """A checkpoint fits `slot` (appearance, motion, fusion), matches `expected_arch` when given, and
+    """A checkpoint fits `slot` (appearance, motion, fusion, tsn), matches `expected_arch` when given, and
     its weights load into that architecture; errors start with `where`."""
     arch = payload.get("arch") if isinstance(payload, dict) else None
     if not isinstance(arch, dict) or "model" not in payload:
         raise InputError(f"{where}: not a fusionseg checkpoint (no model weights and arch)")
-    wanted_kind = "fusion" if slot == "fusion" else "stream"
+    wanted_kind = MODEL_KINDS[slot]
     if arch.get("kind") != wanted_kind or (wanted_kind == "stream" and arch.get("stream") != slot):
         raise InputError(f"{where}: holds a checkpoint of {_describe_arch(arch)}, but this is the {slot} model's place")
     if expected_arch is not None and arch != expected_arch:
@@ -242,9 +290,27 @@ def _manifest_of(path: Path, archive: zipfile.ZipFile) -> dict:
         if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and type(entry.get("bytes")) is int):
             raise InputError(f"{path}: {MANIFEST_NAME} gives no SHA-256 and size (bytes) for {name}")
     for name in MODEL_NAMES:
-        if name not in manifest["models"] or f"{name}.pt" not in manifest["files"]:
+        if name not in manifest["models"]:
             raise InputError(f"{path}: {MANIFEST_NAME} lists no {name} model")
+    for name in manifest["models"]:
+        if name not in (*MODEL_NAMES, *OPTIONAL_MODELS):
+            raise InputError(f"{path}: {MANIFEST_NAME} lists a model '{name}' this fusionseg does not know")
+        if f"{name}.pt" not in manifest["files"]:
+            raise InputError(f"{path}: {MANIFEST_NAME} lists the {name} model but no file {name}.pt")
+    _check_methods(path, manifest)
     return manifest
+
+
+def _check_methods(path: Path, manifest: dict) -> None:
+    """The methods a manifest lists must be ones its models run, and its default one of them."""
+    if "methods" not in manifest and "default_method" not in manifest:
+        return  # a bundle from before methods were recorded: Bundle.methods derives them
+    methods, default = manifest.get("methods"), manifest.get("default_method")
+    runnable = runnable_methods(manifest["models"])
+    if not isinstance(methods, list) or not methods or any(m not in runnable for m in methods):
+        raise InputError(f"{path}: {MANIFEST_NAME} lists methods {methods!r}; its models run {', '.join(runnable)}")
+    if default not in methods:
+        raise InputError(f"{path}: {MANIFEST_NAME} gives default_method {default!r}, which is not among its methods ({', '.join(methods)})")
 
 
 def _check_manifest_checksum(path: Path, archive: zipfile.ZipFile, manifest: bytes, found_format: str) -> None:
@@ -322,7 +388,7 @@ def _load_checkpoint_bytes(path: Path, name: str, data: bytes) -> dict:
 
 def _check_inputs(path: Path, manifest: dict) -> None:
     """Each model's recorded input is the one FusionSeg feeds it; the motion stream's flow can be made here."""
-    for name in MODEL_NAMES:
+    for name in manifest["models"]:
         kind = manifest["models"][name].get("input", {}).get("kind")
         if kind != INPUT_KINDS[name]:
             raise InputError(f"{path}: the {name} model's input is {kind!r} in {MANIFEST_NAME}, FusionSeg feeds it {INPUT_KINDS[name]!r}")
@@ -360,9 +426,20 @@ def _build(arch: dict, where: str):
 
     if arch["kind"] == "fusion":
         return FusionModel()
+    if arch["kind"] == "tsn":
+        return _build_tsn(arch, where)
     if arch.get("backbone") not in STREAM_BACKBONES:
         raise InputError(f"{where}: unknown backbone {arch.get('backbone')!r} (this fusionseg has {', '.join(STREAM_BACKBONES)})")
     return build_stream(arch["backbone"], "none", arch["stream"])
+
+
+def _build_tsn(arch: dict, where: str):
+    from fusionseg.tsn.model import TSNModel
+
+    try:
+        return TSNModel(arch)
+    except (KeyError, ValueError, TypeError, ConfigError) as exc:  # a missing or impossible arch entry
+        raise InputError(f"{where}: cannot build the tsn model its arch describes ({type(exc).__name__}: {exc})") from exc
 
 
 def _describe_arch(arch: dict) -> str:
@@ -426,7 +503,7 @@ def import_models(out_dir: str | Path, flow: FlowConvention, bundle: str | Path 
         if bundle is not None:
             verified = read_bundle(bundle)
             check_flow_matches(verified.flow, flow, str(bundle), "config")
-            extract_models(verified, tmp)
+            extract_models(verified, tmp, MODEL_NAMES)  # the workflow runs TSN only where it trains it
             provenance = {**verified.provenance(), "models": verified.manifest["models"], "max_side": verified.max_side}
         else:
             provenance = {"bundle": None, "bundle_sha256": None, "checkpoint_sha256": {}, "checkpoints": {},
@@ -446,15 +523,18 @@ def import_models(out_dir: str | Path, flow: FlowConvention, bundle: str | Path 
 
 
 def export_bundle(config_path: str | Path, out: str | Path, models_dir: str | Path | None = None,
-                  summary: str | Path | None = None, scores: bool = True, licence: str | None = None) -> dict:
-    """Write a bundle of the models a config trained; returns its manifest.
+                  summary: str | Path | None = None, scores: bool = True, licence: str | None = None,
+                  validation_summary: str | Path | None = None, default_method: str | None = None) -> dict:
+    """Write a bundle of the models a config trained (TSN too, when its systems have it and it was
+    trained); returns its manifest.
 
-    `models_dir` defaults to the config's out_dir/models and `summary` to out_dir/results/summary.csv
-    (paths relative to the working directory, as Snakemake runs). `scores=False` records none."""
+    `models_dir` defaults to the config's out_dir/models, `summary` to out_dir/results/summary.csv and
+    `validation_summary` to out_dir/results/validation/summary.csv (paths relative to the working
+    directory, as Snakemake runs). `scores=False` records no scores. The default method is
+    `default_method`, else the runnable one with the best validation J&F, else FALLBACK_METHOD."""
     from fusionseg import __version__
     from fusionseg.config import load_config
     from fusionseg.io import atomic_file
-    from fusionseg.models.checkpoint import read_checkpoint
 
     config_path = Path(config_path)
     config = load_config(config_path)
@@ -467,15 +547,11 @@ def export_bundle(config_path: str | Path, out: str | Path, models_dir: str | Pa
         _check_flow_convention(flow)
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc}") from exc
-    members, models = {}, {}
-    for name in MODEL_NAMES:
-        path = models_dir / f"{name}.pt"
-        payload = read_checkpoint(path)
-        check_checkpoint(payload, name, None, str(path))
-        members[f"{name}.pt"] = _half_checkpoint_bytes(payload)
-        models[name] = {"file": f"{name}.pt", "arch": dict(payload["arch"]), "iteration": payload["iteration"],
-                        "input": _input_entry(name, flow)}  # fmt: skip
+    members, models = _model_members(config, models_dir, flow)
     members[CONFIG_NAME] = config_path.read_bytes()
+    methods = runnable_methods(models)
+    validation = Path(validation_summary) if validation_summary else run_dir / "results" / "validation" / "summary.csv"
+    default, choice = choose_default_method(methods, default_method, validation, validation_summary is not None)
     manifest = {
         "format": BUNDLE_FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -486,6 +562,9 @@ def export_bundle(config_path: str | Path, out: str | Path, models_dir: str | Pa
         "max_side": training_max_side(config, run_dir),
         "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in members.items()},
         "models": models,
+        "methods": methods,
+        "default_method": default,
+        "default_method_choice": choice,
         "training": _training_entry(config),
         "scores": _scores_entry(config, Path(summary) if summary else run_dir / "results" / "summary.csv", scores),
     }
@@ -498,6 +577,63 @@ def export_bundle(config_path: str | Path, out: str | Path, models_dir: str | Pa
     return manifest
 
 
+def _model_members(config: dict, models_dir: Path, flow: FlowConvention) -> tuple[dict[str, bytes], dict[str, dict]]:
+    """Each checked checkpoint as float16 bytes, and its manifest entry: the three FusionSeg models, and
+    TSN when the config's systems have it and its checkpoint exists."""
+    from fusionseg.models.checkpoint import read_checkpoint
+
+    names = list(MODEL_NAMES)
+    if "tsn" in config["systems"]:
+        if (models_dir / "tsn.pt").is_file():
+            names.append("tsn")
+        else:
+            log.warning("%s: not found, so the bundle carries no TSN (method joint-tsn)", models_dir / "tsn.pt")
+    members, models = {}, {}
+    for name in names:
+        path = models_dir / f"{name}.pt"
+        payload = read_checkpoint(path)
+        check_checkpoint(payload, name, None, str(path))
+        members[f"{name}.pt"] = _half_checkpoint_bytes(payload)
+        models[name] = {"file": f"{name}.pt", "arch": dict(payload["arch"]), "iteration": payload["iteration"],
+                        "input": _input_entry(name, flow, config)}  # fmt: skip
+    return members, models
+
+
+def canonical_method(name: str) -> str:
+    """A method id; `joint+tsn` (the summary's label Ours-Joint+TSN) is `joint-tsn`."""
+    return METHOD_ALIASES.get(name, name)
+
+
+def choose_default_method(methods: list[str], requested: str | None, validation_summary: Path,
+                          summary_given: bool = False) -> tuple[str, dict]:
+    """The default method among `methods`, and how it was chosen: `requested`; else the one with the
+    highest J&F on the validation summary (the mean of its '<dataset> J&F' columns); else FALLBACK_METHOD.
+    A missing summary is an error only when it was named (`summary_given`)."""
+    if requested is not None:
+        if canonical_method(requested) not in methods:
+            raise ConfigError(f"--default-method {requested}: the bundle can run {', '.join(methods)}")
+        return canonical_method(requested), {"by": "--default-method"}
+    if not validation_summary.is_file():
+        if summary_given:
+            raise InputError(f"{validation_summary}: validation summary not found")
+        return FALLBACK_METHOD, {"by": "fallback", "note": f"no validation summary at {validation_summary}"}
+    scores = validation_j_and_f(validation_summary, methods)
+    if not scores:
+        return FALLBACK_METHOD, {"by": "fallback", "note": f"{validation_summary} scores none of {', '.join(methods)}"}
+    best = max(scores, key=scores.get)
+    return best, {"by": "validation", "summary": str(validation_summary), "mean_j_and_f": scores}
+
+
+def validation_j_and_f(path: Path, methods: list[str]) -> dict[str, float]:
+    """Mean J&F over the summary's datasets of each of `methods` it scores (in `methods` order)."""
+    from fusionseg.metrics.summary import read_summary
+
+    table = read_summary(path).set_index("method_id")
+    columns = [c for c in table.columns if c.endswith(" J&F")]
+    means = table.loc[[m for m in methods if m in table.index], columns].mean(axis=1, skipna=True).dropna()
+    return {method: round(float(value), 6) for method, value in means.items()}
+
+
 def _half_checkpoint_bytes(payload: dict) -> bytes:
     """The checkpoint with floating-point weights as float16, serialised."""
     import torch
@@ -508,8 +644,12 @@ def _half_checkpoint_bytes(payload: dict) -> bytes:
     return buffer.getvalue()
 
 
-def _input_entry(name: str, flow: FlowConvention) -> dict:
-    return {"kind": INPUT_KINDS[name], **(flow.as_dict() if name == "motion" else {})}
+def _input_entry(name: str, flow: FlowConvention, config: dict) -> dict:
+    """How a model's input is made; TSN's with the inference settings the run scored it with."""
+    tsn = config["tsn"]
+    seed = {"method": "joint", "frame": "auto", "anchors": tsn["anchors"]}
+    extra = {"motion": flow.as_dict(), "tsn": {"seed": seed, "top_k": tsn["top_k"], "mem_every": tsn["mem_every"]}}.get(name, {})
+    return {"kind": INPUT_KINDS[name], **extra}
 
 
 def training_max_side(config: dict, run_dir: Path) -> int | None:

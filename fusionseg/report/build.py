@@ -9,8 +9,10 @@ sequences in several roles), and per-rule time and memory from Snakemake benchma
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -19,10 +21,10 @@ from tqdm import tqdm
 from fusionseg.datasets.layout import RESOLUTION, frame_name, numbered_images
 from fusionseg.errors import InputError
 from fusionseg.bootstrap.report import FUNNEL_COLUMNS, QUALITY_COLUMNS
-from fusionseg.io import read_image, read_table
-from fusionseg.metrics.summary import read_scores, read_summary
+from fusionseg.io import read_image, read_mask, read_table
+from fusionseg.metrics.summary import METHOD_LABELS, read_scores, read_summary
 from fusionseg.report import figures
-from fusionseg.report.html import escape, image_tag, page, table
+from fusionseg.report.html import data_uri, escape, image_tag, page, table, video_tag
 
 # Strip columns, where the run has the method's masks (TSN's ablation and SegFlow-online left out: width).
 OVERLAY_METHODS = [
@@ -30,6 +32,11 @@ OVERLAY_METHODS = [
     ("tsn", "TSN"), ("segflow", "SegFlow"),
 ]  # fmt: skip
 BENCHMARK_COLUMNS = ["s", "max_rss"]
+# Segmented videos: contact frames this wide; overlay videos up to this size are inlined, larger ones
+# linked (a report of a few sequences stays a few tens of MB and opens anywhere).
+CONTACT_WIDTH = 640
+MAX_EMBEDDED_VIDEO_BYTES = 20_000_000
+VIDEO_MIMES = {".webm": "video/webm", ".mp4": "video/mp4"}
 
 
 @dataclass
@@ -51,6 +58,7 @@ class ReportInputs:
     routing_root: Path | None = None
     overlay_frames: int = 4
     title: str = "FusionSeg results"
+    out_dir: Path | None = None  # where the report goes: videos too large to inline are linked from there
 
 
 def build_report(inputs: ReportInputs) -> str:
@@ -75,7 +83,7 @@ def build_report(inputs: ReportInputs) -> str:
     if inputs.flow_epe:
         sections.append(("flow", "Optical flow accuracy", table(read_table(inputs.flow_epe, "flow accuracy table"))))
     if inputs.segment:
-        sections.append(("segment", "Segmented videos", segment_section(inputs.segment, inputs.overlay_frames)))
+        sections.append(("segment", "Segmented videos", segment_section(inputs.segment, inputs.overlay_frames, inputs.out_dir)))
     if inputs.roles is not None:
         sections.append(("roles", "Sequences and roles", roles_section(inputs.roles)))
     if inputs.benchmarks:
@@ -188,29 +196,96 @@ def routing_section(scores: pd.DataFrame, inputs: ReportInputs) -> str:
     return "".join(parts)
 
 
-def segment_section(folders: list[Path], frames: int = 4) -> str:
-    """A contact sheet per segmented sequence (the segment role, `fusionseg segment`): `frames` frames
-    of its overlay video, with what it was made from."""
-    from fusionseg.segment.outputs import OVERLAY, read_record
-
-    parts = ['<p class="note">Ours-Joint masks tinted red over the source frames (no ground truth: not scored).</p>']
-    for folder in tqdm(folders, desc="report contact sheets", unit="seq", leave=False):
-        record = read_record(folder)
-        shown = figures.video_frames(Path(folder) / OVERLAY, frames)
-        if not shown:
-            raise InputError(f"{Path(folder) / OVERLAY}: no readable frames for the contact sheet")
-        bundle = (record.get("models") or {}).get("bundle_sha256")
-        width, height = record["source_size"]
-        facts = f"{record['frames']} frames, {width}x{height}, {record['fps']:g} frames/s" + (
-            f", bundle sha256 {bundle[:12]}" if bundle else ""
-        )
-        head = "".join(f"<th>frame {index}</th>" for index, _ in shown)
-        cells = "".join(f"<td>{image_tag(figures.thumbnail_jpeg(rgb), 'image/jpeg', f'frame {index}')}</td>" for index, rgb in shown)
-        parts.append(
-            f"<h3>{escape(record['name'])}</h3><p class=\"note\">{escape(facts)}; {escape(str(folder))}</p>"
-            f'<table class="strip"><tr>{head}</tr><tr>{cells}</tr></table>'
-        )
+def segment_section(folders: list[Path], frames: int = 4, report_dir: Path | None = None) -> str:
+    """Per segmented sequence (the segment role, `fusionseg segment`): its overlay videos, playable in
+    the page; the share of the frame each method's mask covers, frame by frame; and `frames` frames of
+    the chosen method's overlay beside the Saliency row's. Videos up to MAX_EMBEDDED_VIDEO_BYTES are
+    inlined; larger ones are linked relative to `report_dir` (the report's folder; default: the
+    current one)."""
+    parts = [
+        '<p class="note">Masks tinted red over the source frames (no ground truth: not scored). Saliency is '
+        "U²-Netp per frame, as a background remover runs it: the floor a learned method should beat.</p>"
+    ]
+    for folder in tqdm(folders, desc="report segmented videos", unit="seq", leave=False):
+        parts.append(_segmented_sequence(Path(folder), frames, Path(report_dir) if report_dir else Path.cwd()))
     return "".join(parts)
+
+
+def _segmented_sequence(folder: Path, frames: int, report_dir: Path) -> str:
+    """One segmented sequence's part of the segment section."""
+    from fusionseg.segment.outputs import read_record, shown_outputs
+
+    record = read_record(folder)
+    shown = shown_outputs(folder, record)
+    videos = "".join(_video_figure(method, video, report_dir) for method, (_, video) in shown.items())
+    areas = {method: _mask_areas(masks) for method, (masks, _) in shown.items()}
+    plot = figures.area_plot(areas, f"{record['name']}: mask area per frame")
+    return (
+        f"<h3>{escape(record['name'])}</h3><p class=\"note\">{escape(_segment_facts(record))}; {escape(str(folder))}</p>"
+        f'<div class="videos">{videos}</div>'
+        + image_tag(plot, "image/png", f"mask area per frame, {record['name']}", "chart")
+        + _contact_sheet(shown, record.get("method", "joint"), frames)
+    )
+
+
+def _segment_facts(record: dict) -> str:
+    width, height = record["source_size"]
+    method = record.get("method", "joint")
+    facts = [f"{METHOD_LABELS.get(method, method)} ({method})", f"{record['frames']} frames", f"{width}x{height}",
+             f"{record['fps']:g} frames/s"]  # fmt: skip
+    seed = record.get("tsn_seed_frame")
+    if seed is not None:
+        facts.append(f"TSN seeded on frame {seed}" if seed >= 0 else "no TSN seed (Ours-Joint found no object): all background")
+    bundle = (record.get("models") or {}).get("bundle_sha256")
+    if bundle:
+        facts.append(f"bundle sha256 {bundle[:12]}")
+    steps = record.get("step_seconds") or {}
+    if steps:
+        facts.append("seconds per step: " + ", ".join(f"{step} {seconds:.1f}" for step, seconds in steps.items()))
+    return ", ".join(facts)
+
+
+def _video_figure(method: str, video: Path, report_dir: Path) -> str:
+    """A player of the overlay video: inlined when small enough, else linked; a link to the file below."""
+    if not video.is_file():
+        raise InputError(f"{video}: overlay video missing")
+    link = quote(Path(os.path.relpath(video.resolve(), report_dir.resolve())).as_posix())
+    size = video.stat().st_size
+    mime = VIDEO_MIMES.get(video.suffix, "video/mp4")
+    inline = size <= MAX_EMBEDDED_VIDEO_BYTES
+    src = data_uri(video.read_bytes(), mime) if inline else link
+    how = "inlined" if inline else f"linked: above the {MAX_EMBEDDED_VIDEO_BYTES / 1e6:g} MB inlining limit"
+    label = METHOD_LABELS.get(method, method)
+    return (
+        f"<figure>{video_tag(src, mime, label)}<figcaption><b>{escape(label)}</b> - "
+        f'<a href="{escape(link)}">{escape(video.name)}</a> ({size / 1e6:.1f} MB, {how})</figcaption></figure>'
+    )
+
+
+def _mask_areas(masks_dir: Path) -> np.ndarray:
+    """Share of the frame each mask of a folder covers, in frame order."""
+    paths = numbered_images(masks_dir, "mask")
+    return np.array([read_mask(path).mean() for path in paths])
+
+
+def _contact_sheet(shown: dict[str, tuple[Path, Path]], chosen: str, frames: int) -> str:
+    """`frames` frames of the chosen method's overlay video, the Saliency row's beside each, CONTACT_WIDTH wide."""
+    columns = [chosen, *(["saliency"] if "saliency" in shown and chosen != "saliency" else [])]
+    decoded = {method: figures.video_frames(shown[method][1], frames) for method in columns}
+    if not decoded[chosen]:
+        raise InputError(f"{shown[chosen][1]}: no readable frames for the contact sheet")
+    head = "<th>frame</th>" + "".join(f"<th>{escape(METHOD_LABELS.get(m, m))}</th>" for m in columns)
+    rows = []
+    for row, (index, _) in enumerate(decoded[chosen]):
+        cells = []
+        for method in columns:
+            pair = decoded[method][row] if row < len(decoded[method]) else None
+            cells.append(
+                f"<td>{image_tag(figures.thumbnail_jpeg(pair[1], CONTACT_WIDTH), 'image/jpeg', f'{method} frame {index}')}</td>"
+                if pair else '<td class="note">not available</td>'
+            )  # fmt: skip
+        rows.append(f"<tr><td>{index}</td>{''.join(cells)}</tr>")
+    return f'<table class="contact"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
 def bootstrap_section(funnel: Path | None, quality: Path | None) -> str:

@@ -71,6 +71,7 @@ def run_report(args: argparse.Namespace) -> None:
         routing_root=args.routing_root,
         overlay_frames=overlay_frames,
         title=args.title,
+        out_dir=args.out.parent,
     )
     document = build_report(inputs)
     with atomic_file(args.out) as tmp:

@@ -1,4 +1,5 @@
-"""Pictures for the report: per-sequence J bar charts (matplotlib, Agg) and mask-overlay thumbnails."""
+"""Pictures for the report: per-sequence J bar charts and mask-area plots (matplotlib, Agg), and
+mask-overlay thumbnails."""
 
 from __future__ import annotations
 
@@ -32,11 +33,7 @@ METHOD_COLOURS = {
 
 def j_bar_chart(scores: pd.DataFrame, dataset: str) -> bytes:
     """Grouped bars: per-sequence J mean of every method on one dataset, as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     subset = scores[scores["dataset"] == dataset]
     table = subset.pivot_table(index="sequence", columns="method", values="J_mean", aggfunc="mean")
     methods = [m for m in METHOD_LABELS if m in table.columns] + [m for m in table.columns if m not in METHOD_LABELS]
@@ -54,9 +51,40 @@ def j_bar_chart(scores: pd.DataFrame, dataset: str) -> bytes:
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return _png(fig)
+
+
+def area_plot(areas: dict[str, np.ndarray], title: str) -> bytes:
+    """One line per method: the share of the frame its mask covers (percent), frame by frame, as PNG
+    bytes. A mask that swells, vanishes or flickers shows here before anyone opens a video."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 2.6), dpi=110)
+    for method, area in areas.items():
+        ax.plot(np.arange(len(area)), np.asarray(area) * 100, label=METHOD_LABELS.get(method, method),
+                color=METHOD_COLOURS.get(method), linewidth=1.5)  # fmt: skip
+    ax.set_xlabel("frame")
+    ax.set_ylabel("mask area (% of frame)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return _png(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -71,10 +99,11 @@ def overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return blended.astype(np.uint8)
 
 
-def thumbnail_jpeg(rgb: np.ndarray) -> bytes:
-    """A JPEG of the image scaled to THUMBNAIL_WIDTH pixels wide."""
+def thumbnail_jpeg(rgb: np.ndarray, target_width: int = THUMBNAIL_WIDTH) -> bytes:
+    """A JPEG of the image scaled to `target_width` pixels wide."""
     height, width = rgb.shape[:2]
-    scaled = cv2.resize(rgb, (THUMBNAIL_WIDTH, max(1, round(height * THUMBNAIL_WIDTH / width))), interpolation=cv2.INTER_AREA)
+    size = (target_width, max(1, round(height * target_width / width)))
+    scaled = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if target_width <= width else cv2.INTER_LINEAR)
     ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(scaled, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise ValueError("could not encode a thumbnail")

@@ -1,4 +1,4 @@
-"""Small HTML helpers: escaped tables, inlined images, and the page frame with its stylesheet."""
+"""Small HTML helpers: escaped tables, inlined images, video players, and the page frame with its stylesheet."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ td.best { font-weight: bold; color: #0b6e2f; }
 .strip th { border: none; background: none; text-align: center; }
 .strip img { display: block; width: 190px; }
 img.chart { max-width: 100%; }
+.videos { display: flex; flex-wrap: wrap; gap: 14px; margin: 8px 0; }
+.videos figure { margin: 0; } .videos figcaption { font-size: 13px; color: #444; margin-top: 2px; }
+video { display: block; width: 640px; max-width: 100%; background: #000; }
+.contact td { padding: 2px; border: none; background: none !important; text-align: center; vertical-align: top; }
+.contact th { border: none; background: none; text-align: center; }
+.contact img { display: block; width: 640px; max-width: 100%; }
 .warn { color: #a4461b; }
 """
 
@@ -41,6 +47,14 @@ def data_uri(data: bytes, mime: str) -> str:
 def image_tag(data: bytes, mime: str, alt: str, css_class: str = "") -> str:
     class_attr = f' class="{css_class}"' if css_class else ""
     return f'<img{class_attr} alt="{escape(alt)}" src="{data_uri(data, mime)}">'
+
+
+def video_tag(src: str, mime: str, title: str) -> str:
+    """An HTML5 player of `src` (a data URI or a link), looping, muted, started by the reader."""
+    return (
+        f'<video controls loop muted playsinline preload="metadata" title="{escape(title)}">'
+        f'<source src="{escape(src)}" type="{escape(mime)}">{escape(title)}: this browser cannot play {escape(mime)}</video>'
+    )
 
 
 def table(frame: pd.DataFrame, float_format: str = "{:.3f}", best_columns: Iterable[str] = ()) -> str:

@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fusionseg.models.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
@@ -18,19 +22,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_segment(subparsers: argparse._SubParsersAction) -> None:
+    from fusionseg.models.bundle import METHOD_ALIASES, METHOD_MODELS
+
     parser = subparsers.add_parser(
         "segment",
-        help="segment your own videos with a model bundle: masks, overlay video, report",
+        help="segment your own videos with a model bundle: masks, overlay videos, report",
         description="Each video file, image folder, folder of videos or DAVIS-layout root gives OUT/<name>/ "
-        "(masks/ at the source's size, overlay.mp4, segment.json); OUT/report.html shows them all.",
+        "(masks/ at the source's size, overlay.webm, masks-saliency/, overlay-saliency.webm, segment.json); "
+        "OUT/report.html shows them all.",
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--models", type=Path, metavar="BUNDLE", help="model bundle (.zip); default: the one shipped with fusionseg")
+    parser.add_argument(
+        "--method", choices=[*METHOD_MODELS, *METHOD_ALIASES],
+        help="joint: Ours-Joint (both streams fused); joint-tsn (or joint+tsn): TSN propagating Ours-Joint's mask; "
+        "saliency: U²-Netp per frame; appearance, motion: one stream (default: the bundle's default_method)",
+    )
+    parser.add_argument("--no-saliency", action="store_true", help="do not compute the Saliency row beside the method")
     parser.add_argument("--max-side", type=int, help="working size: longer frame side the networks see (default: the bundle's training size)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="foreground where the joint probability > threshold")
+    parser.add_argument("--threshold", type=float, default=0.5, help="foreground where the probability > threshold")
     parser.add_argument("--fps", type=float, help="overlay frame rate for image folders (videos keep their own; default 24)")
-    parser.add_argument("--stream-overlays", action="store_true", help="also masks and overlays of each stream (Ours-A, Ours-M)")
+    parser.add_argument(
+        "--stream-overlays", action="store_true",
+        help="also masks and overlays of what the method was made from (joint: Ours-A, Ours-M; joint-tsn: and Ours-Joint)",
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="frames (and flow pairs) per batch")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV")
@@ -43,9 +59,11 @@ def _register_segment_outputs(subparsers: argparse._SubParsersAction) -> None:
         help="a segmented sequence's masks (source size), overlay video and segment.json from its probabilities",
     )
     parser.add_argument("--frames", required=True, type=Path, metavar="FRAMES_DIR", help="the sequence's frame folder")
-    parser.add_argument("--joint-probs", required=True, type=Path, metavar="H5")
+    parser.add_argument("--joint-probs", required=True, type=Path, metavar="H5", help="Ours-Joint: masks/, overlay.webm")
     parser.add_argument("--appearance-probs", type=Path, metavar="H5")
     parser.add_argument("--motion-probs", type=Path, metavar="H5")
+    parser.add_argument("--saliency-probs", type=Path, metavar="H5", help="the Saliency row, shown beside: masks-saliency/")
+    parser.add_argument("--joint-tsn-probs", type=Path, metavar="H5", help="Ours-Joint+TSN, shown beside: masks-joint-tsn/")
     parser.add_argument("--flow", type=Path, metavar="H5", help="the sequence's flow file (its method is recorded)")
     parser.add_argument("--source", help="dataset root (or video file) the frames came from: overlays use its native frames")
     parser.add_argument("--layout", help="the source's layout (with --source)")
@@ -59,12 +77,15 @@ def _register_segment_outputs(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    from fusionseg.models.bundle import METHOD_ALIASES, METHOD_MODELS
+
     parser = subparsers.add_parser(
         "export-models",
-        help="write a model bundle (.zip) of the three models a config trained",
+        help="write a model bundle (.zip) of the models a config trained (FusionSeg's three; TSN when trained)",
         description=(
-            "Run from the workflow's working directory: the config's out_dir holds models/, results/summary.csv and "
-            "config.effective.yaml (the config the run used, written when it finished), which the bundle records."
+            "Run from the workflow's working directory: the config's out_dir holds models/, results/summary.csv, "
+            "results/validation/summary.csv and config.effective.yaml (the config the run used, written when it "
+            "finished), which the bundle records."
         ),
     )
     parser.add_argument(
@@ -76,6 +97,14 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary", type=Path, help="benchmark summary to record (default: OUT_DIR/results/summary.csv)")
     parser.add_argument("--no-scores", action="store_true", help="record no benchmark scores")
     parser.add_argument("--licence", help="licence note for the manifest (default: from the training datasets and backbone)")
+    parser.add_argument(
+        "--validation-summary", type=Path,
+        help="validation summary the default method is chosen on (default: OUT_DIR/results/validation/summary.csv, if there)",
+    )
+    parser.add_argument(
+        "--default-method", choices=[*METHOD_MODELS, *METHOD_ALIASES],
+        help="the method `fusionseg segment` runs unless told (default: the best J&F on the validation summary, else joint)",
+    )
     parser.set_defaults(handler=_export)
 
 
@@ -102,11 +131,28 @@ def _segment(args: argparse.Namespace) -> None:
     _check_segment_options(args)
     _set_threads(args.threads)
     bundle = read_bundle(args.models or default_bundle())
+    method = _bundle_method(bundle, args.method, args.stream_overlays)
     sources = find_sources(args.inputs)
-    options = SegmentOptions(args.max_side, args.device, args.batch_size, args.threshold, args.fps, args.stream_overlays)
+    options = SegmentOptions(method, args.max_side, args.device, args.batch_size, args.threshold, args.fps,
+                             not args.no_saliency, args.stream_overlays)  # fmt: skip
     for result in segment_sources(sources, args.out, bundle, options):
-        print(f"{result.out_dir}: {result.frames} frames in {result.seconds:.1f} s ({result.frames / result.seconds:.2f} frames/s)")
-    print(f"{args.out / 'report.html'}: contact sheets")
+        print(f"{result.out_dir}: {method}, {result.frames} frames in {result.seconds:.1f} s ({result.frames / result.seconds:.2f} frames/s)")
+    print(f"{args.out / 'report.html'}: overlay videos, contact sheets and mask areas")
+
+
+def _bundle_method(bundle: Bundle, requested: str | None, stream_overlays: bool) -> str:
+    """The method to run: `requested` (aliases resolved) or the bundle's default; one the bundle can run."""
+    from fusionseg.errors import ConfigError, InputError
+    from fusionseg.models.bundle import canonical_method
+    from fusionseg.segment.pipeline import made_from
+
+    method = canonical_method(requested) if requested else bundle.default_method
+    if method not in bundle.methods:
+        missing = "" if method != "joint-tsn" else " (it carries no TSN: export one from a run whose systems have tsn)"
+        raise InputError(f"{bundle.path}: this bundle cannot run method {method}{missing}; it runs {', '.join(bundle.methods)}")
+    if stream_overlays and not made_from(method):
+        raise ConfigError(f"--stream-overlays: method {method} runs one network; there is no stream of it to show")
+    return method
 
 
 def _check_segment_options(args: argparse.Namespace) -> None:
@@ -154,15 +200,20 @@ def _segment_outputs(args: argparse.Namespace) -> None:
         attrs = read_flow_attrs(args.flow)
         provenance["flow"] = {"method": attrs.get("method"), "params": attrs["params"]}
     streams = {s: p for s, p in (("appearance", args.appearance_probs), ("motion", args.motion_probs)) if p}
+    if args.stream_overlays and len(streams) < 2:
+        raise ConfigError("--stream-overlays: needs --appearance-probs and --motion-probs")
+    compared = {m: p for m, p in (("saliency", args.saliency_probs), ("joint-tsn", args.joint_tsn_probs)) if p}
     name = args.name or args.frames.name
     inputs = SegmentInputs(
         name=name,
         frames_dir=args.frames,
-        joint_probs=args.joint_probs,
+        method="joint",
+        probs=args.joint_probs,
         source_frames=dataset_frames(args.frames, args.layout, args.source, args.resolution),
         fps=dataset_fps(args.layout, args.source, args.frames.name) or DEFAULT_FPS,
         threshold=args.threshold,
-        stream_probs=streams,
+        intermediate=streams,
+        compared=compared,
         provenance=provenance,
     )
     record = write_segment_outputs(inputs, args.out, args.stream_overlays)
@@ -177,9 +228,13 @@ def _export(args: argparse.Namespace) -> None:
     trained = load_config(effective)
     _note_other_settings(args.config, effective, trained)
     _check_trained_before(args.models_dir or Path(trained["out_dir"]) / "models", effective)
-    manifest = export_bundle(effective, args.out, args.models_dir, args.summary, not args.no_scores, args.licence)
+    manifest = export_bundle(effective, args.out, args.models_dir, args.summary, not args.no_scores, args.licence,
+                             args.validation_summary, args.default_method)  # fmt: skip
     size = args.out.stat().st_size / 1e6
-    print(f"{args.out}: {size:.1f} MB, models trained at max_side {manifest['max_side']}, commit {manifest['git_commit']}")
+    print(
+        f"{args.out}: {size:.1f} MB, models trained at max_side {manifest['max_side']}, commit {manifest['git_commit']}, "
+        f"methods {', '.join(manifest['methods'])}, default {manifest['default_method']} (by {manifest['default_method_choice']['by']})"
+    )
 
 
 def _note_other_settings(given: Path, effective: Path, trained: dict) -> None:

@@ -16,15 +16,17 @@ from fusionseg.errors import InputError
 from fusionseg.infer.masks import fitted_size, write_masks
 from fusionseg.io import FormerOutput, atomic_dir, read_mask
 from fusionseg.report.figures import overlay
-from fusionseg.segment.video import write_video
+from fusionseg.segment.video import VIDEO_SUFFIX, write_video
 
-# Output names inside a sequence folder (fusionseg/segment/__init__.py lists them).
+# Output names inside a sequence folder (fusionseg/segment/__init__.py lists them): the chosen method's
+# masks/ and overlay.webm; every other method shown, masks-<method>/ and overlay-<method>.webm.
 MASKS = "masks"
-OVERLAY = "overlay.mp4"
+OVERLAY_STEM = "overlay"
+OVERLAY = f"{OVERLAY_STEM}{VIDEO_SUFFIX}"
 RECORD = "segment.json"
-STREAMS = ("appearance", "motion")
-# A sequence folder written before folders carried their marker: its segment.json says it is ours.
-FORMER_SEQUENCE = FormerOutput(RECORD, (f"{MASKS}*", "overlay*.mp4", RECORD))
+# A sequence folder written before folders carried their marker: its segment.json says it is ours
+# (overlays were MPEG-4 .mp4 files then).
+FORMER_SEQUENCE = FormerOutput(RECORD, (f"{MASKS}*", f"{OVERLAY_STEM}*.mp4", f"{OVERLAY_STEM}*{VIDEO_SUFFIX}", RECORD))
 
 
 @dataclass
@@ -32,50 +34,57 @@ class SegmentInputs:
     """What a sequence's outputs are made from.
 
     `frames_dir` is the sequence's working-size frame folder (its frame table gives the native size);
-    `source_frames` yields the native-size RGB frames again, for the overlays."""
+    `source_frames` yields the native-size RGB frames again, for the overlays. `probs` holds the chosen
+    `method`'s probabilities; `intermediate` those it was made from (recorded; shown with stream
+    overlays), `compared` other methods always shown beside it (the Saliency row)."""
 
     name: str
     frames_dir: Path
-    joint_probs: Path
+    method: str
+    probs: Path
     source_frames: Callable[[], Iterator[np.ndarray]]
     fps: float
     threshold: float = 0.5
-    stream_probs: dict[str, Path] = field(default_factory=dict)
+    intermediate: dict[str, Path] = field(default_factory=dict)
+    compared: dict[str, Path] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
 
 
+def output_names(method: str, chosen: str) -> tuple[str, str]:
+    """(masks folder, overlay video) of `method` in a folder whose chosen method is `chosen`."""
+    suffix = "" if method == chosen else f"-{method}"
+    return f"{MASKS}{suffix}", f"{OVERLAY_STEM}{suffix}{VIDEO_SUFFIX}"
+
+
 def write_segment_outputs(inputs: SegmentInputs, out_dir: str | Path, stream_overlays: bool = False) -> dict:
-    """Masks (Ours-Joint; with `stream_overlays` also Ours-A and Ours-M), overlay videos and segment.json
-    into `out_dir`; returns the record written to segment.json."""
+    """Masks and overlay videos of the chosen method, of the compared ones and, with `stream_overlays`,
+    of the intermediate ones, and segment.json, into `out_dir`; returns the record written to segment.json."""
     from fusionseg import __version__
     from fusionseg.infer.probs import probs_shape, read_probs_attrs
 
-    methods = {"joint": ("", inputs.joint_probs)}
-    if stream_overlays:
-        missing = [s for s in STREAMS if s not in inputs.stream_probs]
-        if missing:
-            raise InputError(f"{inputs.name}: stream overlays need the {' and '.join(missing)} probabilities")
-        methods.update({stream: (f"-{stream}", inputs.stream_probs[stream]) for stream in STREAMS})
-    for _, probs in methods.values():  # each must be this sequence's; all give the source's size
+    if stream_overlays and not inputs.intermediate:
+        raise InputError(f"{inputs.name}: stream overlays need the probabilities {inputs.method} was made from")
+    shown = {inputs.method: inputs.probs, **inputs.compared, **(inputs.intermediate if stream_overlays else {})}
+    for probs in shown.values():  # each must be this sequence's; all give the source's size
         size = fitted_size(inputs.frames_dir, probs_shape(probs), probs)
-    sources = [inputs.frames_dir, inputs.joint_probs, *inputs.stream_probs.values()]
-    with atomic_dir(out_dir, "segmented sequence", sources, FORMER_SEQUENCE) as tmp:
+    every = {inputs.method: inputs.probs, **inputs.intermediate, **inputs.compared}
+    with atomic_dir(out_dir, "segmented sequence", [inputs.frames_dir, *every.values()], FORMER_SEQUENCE) as tmp:
         counts = {}
-        for method, (suffix, probs) in methods.items():
-            counts[method] = write_masks(probs, tmp / f"{MASKS}{suffix}", inputs.threshold, size)
-            _overlay_video(inputs, tmp / f"{MASKS}{suffix}", tmp / f"overlay{suffix}.mp4")
+        for method, probs in shown.items():
+            masks, video = output_names(method, inputs.method)
+            counts[method] = write_masks(probs, tmp / masks, inputs.threshold, size)
+            _overlay_video(inputs, tmp / masks, tmp / video)
         record = {
             "name": inputs.name,
-            "frames": counts["joint"],
+            "method": inputs.method,
+            "shown": list(shown),
+            "frames": counts[inputs.method],
             "source_size": list(size),
             "working_size": _working_size(inputs.frames_dir),
             "fps": inputs.fps,
             "threshold": inputs.threshold,
             "outputs": sorted(p.name for p in tmp.iterdir()) + [RECORD],
-            "model_sha256": {
-                method: read_probs_attrs(probs).get("model_sha256")
-                for method, probs in {"joint": inputs.joint_probs, **inputs.stream_probs}.items()
-            },
+            "model_sha256": {method: read_probs_attrs(probs).get("model_sha256") for method, probs in every.items()},
             **inputs.provenance,
             "fusionseg_version": __version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -85,7 +94,7 @@ def write_segment_outputs(inputs: SegmentInputs, out_dir: str | Path, stream_ove
 
 
 def _overlay_video(inputs: SegmentInputs, masks_dir: Path, out: Path) -> None:
-    """The source frames with the masks of `masks_dir` tinted and outlined, as an MP4 video."""
+    """The source frames with the masks of `masks_dir` tinted and outlined, as a video."""
     mask_paths = sorted(masks_dir.glob("*.png"))
 
     def frames() -> Iterator[np.ndarray]:
@@ -110,6 +119,21 @@ def _working_size(frames_dir: Path) -> list[int]:
 
     first = Sequence.from_frames_dir(frames_dir).table().iloc[0]
     return [int(first["width"]), int(first["height"])]
+
+
+def shown_outputs(folder: str | Path, record: dict) -> dict[str, tuple[Path, Path]]:
+    """Each shown method's (masks folder, overlay video), the chosen method first. Records from before
+    methods were recorded (Ours-Joint; stream overlays as .mp4) are read from their `outputs` list."""
+    folder = Path(folder)
+    chosen = record.get("method", "joint")
+    outputs = set(record.get("outputs", []))
+    methods = record.get("shown") or [chosen, *(o.split("-", 1)[1] for o in sorted(outputs) if o.startswith(f"{MASKS}-"))]
+    shown = {}
+    for method in methods:
+        masks, video = output_names(method, chosen)
+        former = Path(video).with_suffix(".mp4").name
+        shown[method] = (folder / masks, folder / (former if former in outputs else video))
+    return shown
 
 
 def read_record(folder: str | Path) -> dict:
