@@ -13,7 +13,7 @@ from snakemake_support import REPO, dry_run, job_counts, write_config
 
 EVERY_STEP = {
     "compute_flow", "encode_flow", "train_appearance", "infer_appearance", "bootstrap", "train_motion",
-    "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th", "flow_sal", "score",
+    "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th", "flow_sal", "saliency", "score",
     "summarize", "write_roles", "render_report", "all",
 }  # fmt: skip
 
@@ -45,7 +45,7 @@ def test_davis_cpu_plans_the_whole_dag_with_disjoint_roles(tmp_path, shared_data
     assert jobs["extract_frames"] == 37 and jobs["synth_frames"] == 16
     # 10 methods (5 FusionSeg, TSN, its pixel-stream ablation, Ours-Joint+TSN, SegFlow, SegFlow-online)
     # on 2 benchmark datasets, and on the validation split; TSN with and without the instance stream.
-    assert jobs["score"] == 20 and jobs["score_validation"] == 10 and jobs["train_tsn"] == 2
+    assert jobs["score"] == 22 and jobs["score_validation"] == 11 and jobs["train_tsn"] == 2
 
 
 def make_cluster_tree(base: Path, config: dict) -> dict[str, Path]:
@@ -88,7 +88,7 @@ def test_davis_gpu_plans_the_whole_dag_on_gpus(tmp_path) -> None:
     jobs = job_counts(text)
     assert EVERY_STEP | {"extract_images"} <= set(jobs)
     assert jobs["extract_images"] == 1  # the appearance stream trains on PASCAL VOC train_aug, as in the paper
-    assert jobs["score"] == 15  # 5 methods x 3 benchmark datasets
+    assert jobs["score"] == 18  # 6 methods (Saliency and FusionSeg's five) x 3 benchmark datasets
     assert jobs["compute_flow"] == 2 + 15 + 3 + 2 + 2  # weak, fusion and benchmark sequences
     train_job = text.split("rule train_appearance:", 1)[1].split("\n\n", 1)[0]
     assert "gpu=1" in train_job and "slurm_partition=gpu" in train_job

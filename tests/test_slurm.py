@@ -115,7 +115,7 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path) -> None:
     every_step = {
         "synth_frames", "compute_flow", "encode_flow", "train_appearance", "infer_appearance", "bootstrap",
         "train_motion", "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th",
-        "flow_sal", "score", "summarize", "write_roles", "render_report",
+        "flow_sal", "saliency", "score", "summarize", "write_roles", "render_report",
     }  # fmt: skip
     assert submitted == every_step
     requests = _gpu_requests(slurm_cluster)

@@ -85,10 +85,10 @@ def test_shipped_config_plans_every_step(tmp_path) -> None:
     every_step = {
         "synth_frames", "compute_flow", "encode_flow", "train_appearance", "infer_appearance", "bootstrap",
         "train_motion", "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th",
-        "flow_sal", "score", "summarize", "write_roles", "render_report", "effective_config", "all",
+        "flow_sal", "saliency", "score", "summarize", "write_roles", "render_report", "effective_config", "all",
     }  # fmt: skip
     assert set(jobs) == every_step
-    assert jobs["score"] == 5  # five methods on the one benchmark dataset
+    assert jobs["score"] == 6  # Saliency and FusionSeg's five methods on the one benchmark dataset
     assert jobs["synth_frames"] == 52  # 40 short appearance clips + 12 longer ones
 
 
@@ -104,7 +104,7 @@ def test_validation_split_is_scored_apart_from_the_benchmark(tmp_path) -> None:
     write_config(tmp_path, config)
     plan = dry_run(tmp_path)
     jobs = job_counts(plan)
-    assert jobs["score"] == 5 and jobs["score_validation"] == 5 and jobs["summarize_validation"] == 1
+    assert jobs["score"] == 6 and jobs["score_validation"] == 6 and jobs["summarize_validation"] == 1
     assert "out/results/validation/scores/joint/synth.csv" in plan
     assert "out/results/validation/summary.csv" in plan
 
@@ -185,7 +185,7 @@ def test_new_benchmark_dataset_runs_only_its_own_chain(tiny_run: Path) -> None:
     assert not {"train_appearance", "bootstrap", "train_motion", "train_fusion"} & set(jobs)
     for per_sequence in ("synth_frames", "compute_flow", "encode_flow", "infer_appearance", "infer_motion", "infer_joint"):
         assert jobs[per_sequence] == 1, per_sequence
-    assert jobs["score"] == 5  # the new dataset's five methods; the old dataset's scores stand
+    assert jobs["score"] == 6  # the new dataset's six methods; the old dataset's scores stand
 
 
 def test_cached_flow_is_reused_by_another_workflow(tiny_run: Path, tmp_path) -> None:

@@ -62,7 +62,7 @@ def test_every_system_is_scored_in_one_summary(systems_run: Path) -> None:
     with open(out / "summary.csv") as fh:
         labels = [row["method"] for row in csv.DictReader(fh)]
     assert labels == [
-        "Flow-Th", "Flow-Sal", "Ours-A", "Ours-M", "Ours-Joint",
+        "Flow-Th", "Flow-Sal", "Saliency", "Ours-A", "Ours-M", "Ours-Joint",
         "Ours-Joint+TSN", "SegFlow", "TSN", "TSN (pixel stream)", "SegFlow-online",
     ]  # fmt: skip
     for method in ("tsn", "tsn-pixel", "joint-tsn", "segflow", "segflow-online"):
