@@ -303,3 +303,22 @@ def test_cli_trains_motion_from_annotated_flow(tmp_path):
     assert main(args) == 0
     assert read_checkpoint(out)["arch"]["stream"] == "motion"
     assert main(["train-motion", "--out", str(out)]) == 2
+
+
+def test_resized_crops_are_windows_of_the_frame_at_the_crop_size():
+    """resized_crops: a window of each side's scale_range share (clipped to 1) resized to the crop size;
+    the whole frame when the share is 1."""
+    from fusionseg.train.data import augment
+
+    image = np.zeros((60, 100, 3), np.uint8)
+    image[:, :50] = 200  # left half bright
+    mask = np.zeros((60, 100), np.uint8)
+    mask[:, :50] = 1
+    params = {"scale_range": [1.0, 1.5], "crop_size": 32, "hflip": False, "resized_crops": True}
+    out_image, out_mask = augment(image, mask, params, torch.Generator().manual_seed(3))
+    assert out_image.shape == (32, 32, 3) and out_mask.shape == (32, 32)
+    assert out_mask[:, :15].all() and not out_mask[:, 17:].any()  # the whole frame, squashed
+    params["scale_range"] = [0.5, 0.5]
+    for seed in range(5):
+        _, window = augment(image, mask, params, torch.Generator().manual_seed(seed))
+        assert window.shape == (32, 32) and set(np.unique(window)) <= {0, 1}

@@ -131,3 +131,29 @@ def test_saliency_baseline_is_rembg(onnx_file, real_frame, tmp_path):
     assert ours.shape == frame.shape[:2] and INPUT_SIZE == 320
     assert np.abs(ours - theirs).max() < 0.01  # float16 storage and one 8-bit level
     assert ((ours > 0.5) != (theirs > 0.5)).mean() < 1e-3
+
+
+def test_input_size_resizes_in_and_out(tmp_path):
+    """With input_size the network always sees S x S; logits come back at the input's own size, and
+    the checkpoint records it."""
+    from fusionseg.models.checkpoint import load_model, save_checkpoint
+
+    stream = build_stream("u2netp", "duts", "appearance", input_size=64).eval()
+    seen = []
+    stream.backbone.stage1.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[-2:])))
+    images = torch.rand(1, 3, 48, 80) * 255
+    with torch.no_grad():
+        logits = stream(images)
+    assert seen == [(64, 64)] and logits.shape == (1, 2, 48, 80)
+    save_checkpoint(tmp_path / "a.pt", stream, {}, 0)
+    loaded = load_model(tmp_path / "a.pt", "stream", "appearance")
+    assert loaded.arch["input_size"] == 64
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), logits)
+
+
+def test_input_size_is_only_for_u2netp():
+    from fusionseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="input_size: only for backbone u2netp"):
+        build_stream("efficientnet_lite0", "none", "appearance", input_size=320)

@@ -422,7 +422,7 @@ def _check_flow_convention(flow: FlowConvention) -> None:
 
 def _build(arch: dict, where: str):
     from fusionseg.models.fusion import FusionModel
-    from fusionseg.models.stream import STREAM_BACKBONES, build_stream
+    from fusionseg.models.stream import STREAM_BACKBONES, stream_from_arch
 
     if arch["kind"] == "fusion":
         return FusionModel()
@@ -430,7 +430,7 @@ def _build(arch: dict, where: str):
         return _build_tsn(arch, where)
     if arch.get("backbone") not in STREAM_BACKBONES:
         raise InputError(f"{where}: unknown backbone {arch.get('backbone')!r} (this fusionseg has {', '.join(STREAM_BACKBONES)})")
-    return build_stream(arch["backbone"], "none", arch["stream"])
+    return stream_from_arch(arch)
 
 
 def _build_tsn(arch: dict, where: str):

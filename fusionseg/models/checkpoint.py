@@ -15,7 +15,7 @@ from torch import nn
 from fusionseg.errors import InputError
 from fusionseg.io import load_torch, save_torch
 from fusionseg.models.fusion import FusionModel
-from fusionseg.models.stream import build_stream
+from fusionseg.models.stream import stream_from_arch
 
 CHECKPOINT_KEYS = ("model", "arch", "config", "iteration")
 
@@ -48,7 +48,7 @@ def load_model(path: str | Path, kind: str, stream: str | None = None) -> nn.Mod
         wanted = f"{kind} ({stream})" if stream else kind
         found = f"{arch.get('kind')} ({arch.get('stream')})" if arch.get("stream") else arch.get("kind")
         raise InputError(f"{path}: checkpoint is a {found} model, expected a {wanted} model")
-    model = FusionModel() if kind == "fusion" else build_stream(arch["backbone"], "none", arch["stream"])
+    model = FusionModel() if kind == "fusion" else stream_from_arch(arch)
     try:
         model.load_state_dict(payload["model"], strict=True)
     except RuntimeError as exc:

@@ -195,7 +195,34 @@ def _unchanged(batch):
 
 
 def augment(image: np.ndarray, mask: np.ndarray, params: dict, generator: torch.Generator) -> Pair:
-    """Random scale, pad (ignored label) to the crop size, random crop, random horizontal flip."""
+    """Random scale, pad (ignored label) to the crop size, random crop, random horizontal flip; with
+    `resized_crops`, a random window resized to the crop size instead of the first three."""
+    if params.get("resized_crops"):
+        image, mask = _resized_crop(image, mask, params, generator)
+    else:
+        image, mask = _scaled_crop(image, mask, params, generator)
+    flip = bool(torch.rand((), generator=generator) < 0.5)
+    if params["hflip"] and flip:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+def _resized_crop(image: np.ndarray, mask: np.ndarray, params: dict, generator: torch.Generator) -> Pair:
+    """A window whose sides are each a random share (scale_range, at most 1) of the frame's, at a random
+    place, resized to crop_size x crop_size: the whole frame's content at the network's input size."""
+    low, high = (min(s, 1.0) for s in params["scale_range"])
+    height, width = mask.shape
+    shares = low + (high - low) * torch.rand(2, generator=generator)
+    win_h, win_w = max(1, round(height * float(shares[0]))), max(1, round(width * float(shares[1])))
+    top = int(torch.randint(height - win_h + 1, (), generator=generator))
+    left = int(torch.randint(width - win_w + 1, (), generator=generator))
+    size = (params["crop_size"], params["crop_size"])
+    image = cv2.resize(image[top : top + win_h, left : left + win_w], size, interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(mask[top : top + win_h, left : left + win_w].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    return image, mask
+
+
+def _scaled_crop(image: np.ndarray, mask: np.ndarray, params: dict, generator: torch.Generator) -> Pair:
     low, high = params["scale_range"]
     scale = low + (high - low) * float(torch.rand((), generator=generator))
     height, width = mask.shape
@@ -206,11 +233,7 @@ def augment(image: np.ndarray, mask: np.ndarray, params: dict, generator: torch.
     image, mask = _pad_to(image, mask, crop)
     top = int(torch.randint(mask.shape[0] - crop + 1, (), generator=generator))
     left = int(torch.randint(mask.shape[1] - crop + 1, (), generator=generator))
-    image, mask = image[top : top + crop, left : left + crop], mask[top : top + crop, left : left + crop]
-    flip = bool(torch.rand((), generator=generator) < 0.5)
-    if params["hflip"] and flip:
-        image, mask = image[:, ::-1], mask[:, ::-1]
-    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+    return image[top : top + crop, left : left + crop], mask[top : top + crop, left : left + crop]
 
 
 def _pad_to(image: np.ndarray, mask: np.ndarray, crop: int) -> Pair:

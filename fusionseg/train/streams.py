@@ -30,7 +30,7 @@ def train_stream(
 
     `source` must be picklable when `params['loader_workers']` > 0 (workers prepare the batches)."""
     torch.manual_seed(params["seed"])
-    model = build_stream(params["backbone"], params["weights"], stream=stream)
+    model = build_stream(params["backbone"], params["weights"], stream, params["input_size"])
     freeze_stages(model.backbone, params["freeze_stages"])
     device = resolve_device(params["device"])
     trainer = Trainer(model, params, out, device, data_identity=data_identity)
