@@ -71,6 +71,17 @@ CHOICES = {
             ),
         ),
     ),
+    "flow": Choice(
+        "flow",
+        "Optical flow: TV-L1 (ours) or OpenCV's DIS (medium preset, tens of times faster): the motion stream, "
+        "the bootstrap's flow test and the fusion all see it",
+        "joint",
+        ("motion", "joint"),
+        (
+            Variant("flow-tvl1", "TV-L1 (ours, PyTorch)", {"flow": {"method": "tvl1"}}),
+            Variant("flow-dis", "OpenCV DIS, medium preset", {"flow": {"method": "dis"}}),
+        ),
+    ),
     "tsn": Choice(
         "tsn",
         "TSN's key and value encoders: ImageNet EfficientNet-Lite0 or U²-Netp's encoder stages (DUTS)",
