@@ -13,7 +13,7 @@ rule flow_th:
         benchmark_of("flow_th", "dataset", "seq")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("flow_th"),
     conda:
         CONDA_ENV
     shell:
@@ -32,7 +32,7 @@ rule flow_sal:
         benchmark_of("flow_sal", "dataset", "seq")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("flow_sal"),
     conda:
         CONDA_ENV
     shell:

@@ -24,7 +24,7 @@ rule train_segflow:
         f"{OUT}/benchmarks/train_segflow/train_segflow.tsv"
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("train_segflow", gpu=True),
     conda:
         CONDA_ENV
     shell:
@@ -47,7 +47,7 @@ rule infer_segflow:
         benchmark_of("infer_segflow", "dataset", "seq")
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("infer_segflow", gpu=True),
     conda:
         CONDA_ENV
     shell:
