@@ -29,6 +29,10 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+# The whole cluster DAG on a 2-core CPU: about 5 minutes on a quiet machine, 12 on a loaded one.
+MINIATURE_RUN_TIMEOUT_S = 1800
+
+
 @pytest.fixture(scope="session")
 def miniature(tmp_path_factory) -> Path:
     """`fusionseg make-miniature`'s tree (every dataset of configs/davis-gpu.yaml), written once."""
@@ -51,5 +55,5 @@ def miniature_run(tmp_path_factory, miniature) -> Path:
     from snakemake_support import DAVIS_GPU, MINIATURE_OVERLAY, run_snakemake
 
     workdir = miniature_workdir(tmp_path_factory.mktemp("davis-gpu-local"), miniature)
-    run_snakemake(workdir, "--cores", "2", configfiles=(DAVIS_GPU, MINIATURE_OVERLAY))
+    run_snakemake(workdir, "--cores", "2", configfiles=(DAVIS_GPU, MINIATURE_OVERLAY), timeout=MINIATURE_RUN_TIMEOUT_S)
     return workdir
