@@ -44,6 +44,10 @@ include: "rules/scores.smk"
 include: "rules/report.smk"
 
 
+# Once every rule exists: resources.rules names only rules that read it.
+check_resource_rules()
+
+
 rule all:
     default_target: True
     input:

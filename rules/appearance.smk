@@ -19,7 +19,7 @@ rule train_appearance:
         f"{OUT}/benchmarks/train_appearance/train_appearance.tsv"
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("train_appearance", gpu=True),
         run_options=run_options("appearance"),
     conda:
         CONDA_ENV
@@ -42,7 +42,7 @@ rule infer_appearance:
         benchmark_of("infer_appearance", "dataset", "seq")
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("infer_appearance", gpu=True),
         run_options=run_options("inference"),
     conda:
         CONDA_ENV

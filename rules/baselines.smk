@@ -15,7 +15,7 @@ rule saliency:
         benchmark_of("saliency", "dataset", "seq")
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("saliency", gpu=True),
         run_options=run_options("inference"),
     conda:
         CONDA_ENV
@@ -36,7 +36,7 @@ rule flow_th:
         benchmark_of("flow_th", "dataset", "seq")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("flow_th"),
     conda:
         CONDA_ENV
     shell:
@@ -55,7 +55,7 @@ rule flow_sal:
         benchmark_of("flow_sal", "dataset", "seq")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("flow_sal"),
     conda:
         CONDA_ENV
     shell:

@@ -24,7 +24,7 @@ rule bootstrap:
         f"{OUT}/benchmarks/bootstrap/bootstrap.tsv"
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("bootstrap"),
     conda:
         CONDA_ENV
     shell:

@@ -217,20 +217,39 @@ def name_pattern(names: list[str]) -> str:
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-def job_resources(gpu: bool = False) -> dict:
-    """What a job asks the scheduler for; GPU steps ask for config resources.gpu GPUs (0: none)."""
-    on_gpu = gpu and RES["gpu"] > 0
-    resources = {"mem_mb": RES["gpu_mem_mb"] if on_gpu else RES["mem_mb"], "runtime": RES["runtime"]}
-    if on_gpu:
-        resources["gpu"] = RES["gpu"]
-    partition = (RES.get("gpu_partition") if on_gpu else None) or RES.get("slurm_partition")
+# The rules whose requests resources.rules may set: those that call job_resources (a `use rule ... as`
+# variant, e.g. score_validation, asks for what its base rule asks for).
+RESOURCE_RULES = set()
+
+
+def job_resources(rule_name: str, gpu: bool = False) -> dict:
+    """What a job of `rule_name` asks the scheduler for: config resources.rules.<rule_name> where it says,
+    else the defaults: a GPU step (`gpu`) resources.gpu GPUs (0: none) and gpu_mem_mb of host memory, any
+    other step mem_mb; resources.runtime minutes. A job with GPUs goes to resources.gpu_partition."""
+    RESOURCE_RULES.add(rule_name)
+    requested = RES["rules"].get(rule_name, {})
+    gpus = requested.get("gpu", RES["gpu"] if gpu else 0)
+    resources = {
+        "mem_mb": requested.get("mem_mb", RES["gpu_mem_mb"] if gpus else RES["mem_mb"]),
+        "runtime": requested.get("runtime", RES["runtime"]),
+    }
+    if gpus:
+        resources["gpu"] = gpus
+    partition = (RES.get("gpu_partition") if gpus else None) or RES.get("slurm_partition")
     if partition:
         resources["slurm_partition"] = partition
     return resources
 
 
-HEAVY = job_resources(gpu=True)
-LIGHT = job_resources()
+def check_resource_rules() -> None:
+    """resources.rules may only name rules that read it: a misspelt name would silently leave that rule
+    at the defaults (for a long training job, a time limit that kills it). Call once every rule exists."""
+    unknown = sorted(set(RES["rules"]) - RESOURCE_RULES)
+    if unknown:
+        raise ConfigError(
+            f"{CONFIG_FILES}: resources.rules.{unknown[0]}: not a rule with its own requests "
+            f"(those are: {', '.join(sorted(RESOURCE_RULES))})"
+        )
 
 
 def frame_outputs() -> dict:

@@ -25,7 +25,7 @@ rule compute_flow:
     cache: "omit-software"
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("compute_flow", gpu=True),
         run_options=run_options("flow"),
     conda:
         CONDA_ENV
@@ -47,7 +47,7 @@ rule encode_flow:
         benchmark_of("encode_flow", "dataset", "seq")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("encode_flow"),
     conda:
         CONDA_ENV
     shell:

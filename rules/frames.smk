@@ -23,7 +23,7 @@ rule synth_frames:
         benchmark_of("synth_frames", "dataset", "seq")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("synth_frames"),
     conda:
         CONDA_ENV
     shell:
@@ -47,7 +47,7 @@ rule extract_frames:
         benchmark_of("extract_frames", "dataset", "seq")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("extract_frames"),
     conda:
         CONDA_ENV
     shell:

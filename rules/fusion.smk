@@ -19,7 +19,7 @@ rule train_fusion:
         f"{OUT}/benchmarks/train_fusion/train_fusion.tsv"
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("train_fusion", gpu=True),
         run_options=run_options("fusion"),
     conda:
         CONDA_ENV
@@ -44,7 +44,7 @@ rule infer_joint:
         benchmark_of("infer_joint", "dataset", "seq")
     threads: 1
     resources:
-        **HEAVY,
+        **job_resources("infer_joint", gpu=True),
         run_options=run_options("inference"),
     conda:
         CONDA_ENV

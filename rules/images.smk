@@ -16,7 +16,7 @@ rule extract_images:
         benchmark_of("extract_images", "dataset")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("extract_images"),
     conda:
         CONDA_ENV
     shell:

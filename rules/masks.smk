@@ -22,7 +22,7 @@ rule threshold_masks:
         benchmark_of("threshold_masks", "method", "dataset", "seq")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("threshold_masks"),
     conda:
         CONDA_ENV
     shell:

@@ -23,7 +23,7 @@ rule train_motion:
         f"{OUT}/benchmarks/train_motion/train_motion.tsv"
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("train_motion", gpu=True),
         run_options=run_options("motion"),
     conda:
         CONDA_ENV
@@ -46,7 +46,7 @@ rule infer_motion:
         benchmark_of("infer_motion", "dataset", "seq")
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("infer_motion", gpu=True),
         run_options=run_options("inference"),
     conda:
         CONDA_ENV

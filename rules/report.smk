@@ -17,7 +17,7 @@ rule summarize:
         f"{OUT}/benchmarks/summarize/summarize.tsv"
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("summarize"),
     conda:
         CONDA_ENV
     shell:
@@ -46,7 +46,7 @@ rule write_roles:
         f"{OUT}/benchmarks/write_roles/write_roles.tsv"
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("write_roles"),
     run:
         write_roles_csv(output[0], params.members, log[0])
 
@@ -77,7 +77,7 @@ rule render_report:
         f"{OUT}/benchmarks/render_report/render_report.tsv"
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("render_report"),
     conda:
         CONDA_ENV
     shell:
@@ -103,7 +103,7 @@ rule effective_config:
         f"{OUT}/benchmarks/effective_config/effective_config.tsv"
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("effective_config"),
     run:
         write_effective_config(output[0], log[0])
 

@@ -22,7 +22,7 @@ rule score:
         benchmark_of("score", "method", "dataset")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("score"),
     conda:
         CONDA_ENV
     shell:

@@ -27,7 +27,7 @@ rule train_segflow:
         f"{OUT}/benchmarks/train_segflow/train_segflow.tsv"
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("train_segflow", gpu=True),
         run_options=run_options("segflow"),
     conda:
         CONDA_ENV
@@ -50,7 +50,7 @@ rule infer_segflow:
         benchmark_of("infer_segflow", "dataset", "seq")
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("infer_segflow", gpu=True),
         run_options=run_options("inference"),
     conda:
         CONDA_ENV

@@ -28,7 +28,7 @@ rule import_models:
         f"{OUT}/benchmarks/import_models/import_models.tsv"
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("import_models"),
     conda:
         CONDA_ENV
     shell:
@@ -58,7 +58,7 @@ rule segment_sequence:
         benchmark_of("segment_sequence", "dataset", "seq")
     threads: 1
     resources:
-        **LIGHT,
+        **job_resources("segment_sequence"),
     conda:
         CONDA_ENV
     shell:

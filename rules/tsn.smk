@@ -20,7 +20,7 @@ rule train_tsn:
         f"{OUT}/benchmarks/train_tsn/{{tsn_model}}.tsv"
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("train_tsn", gpu=True),
         run_options=run_options("tsn"),
     conda:
         CONDA_ENV
@@ -45,7 +45,7 @@ rule infer_tsn:
         benchmark_of("infer_tsn", "dataset", "seq")
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("infer_tsn", gpu=True),
         run_options=run_options("inference"),
     conda:
         CONDA_ENV
@@ -68,7 +68,7 @@ rule infer_tsn_pixel:
         benchmark_of("infer_tsn_pixel", "dataset", "seq")
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("infer_tsn_pixel", gpu=True),
         run_options=run_options("inference"),
     conda:
         CONDA_ENV
@@ -96,7 +96,7 @@ rule infer_joint_tsn:
         benchmark_of("infer_joint_tsn", "dataset", "seq")
     threads: RES["threads"]
     resources:
-        **HEAVY,
+        **job_resources("infer_joint_tsn", gpu=True),
         run_options=run_options("inference"),
     conda:
         CONDA_ENV

@@ -40,3 +40,33 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The whole cluster DAG on a 2-core CPU: about 5 minutes on a quiet machine, 12 on a loaded one.
+MINIATURE_RUN_TIMEOUT_S = 1800
+
+
+@pytest.fixture(scope="session")
+def miniature(tmp_path_factory) -> Path:
+    """`fusionseg make-miniature`'s tree (every dataset of configs/davis-gpu.yaml), written once."""
+    from fusionseg.cli import main
+
+    path = tmp_path_factory.mktemp("miniature") / "miniature"
+    assert main(["make-miniature", str(path)]) == 0
+    return path
+
+
+def miniature_workdir(workdir: Path, miniature: Path) -> Path:
+    """`workdir` with the miniature at ./miniature, where the overlay's relative roots point."""
+    (workdir / "miniature").symlink_to(miniature, target_is_directory=True)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def miniature_run(tmp_path_factory, miniature) -> Path:
+    """configs/davis-gpu.yaml with the miniature overlay, run to its report on this machine (the workdir)."""
+    from snakemake_support import DAVIS_GPU, MINIATURE_OVERLAY, run_snakemake
+
+    workdir = miniature_workdir(tmp_path_factory.mktemp("davis-gpu-local"), miniature)
+    run_snakemake(workdir, "--cores", "2", configfiles=(DAVIS_GPU, MINIATURE_OVERLAY), timeout=MINIATURE_RUN_TIMEOUT_S)
+    return workdir

@@ -11,6 +11,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+DAVIS_GPU = REPO / "configs" / "davis-gpu.yaml"
+# configs/davis-gpu.yaml on the miniature of its datasets (fusionseg make-miniature), on the CPU.
+MINIATURE_OVERLAY = REPO / "configs" / "davis-gpu-miniature.yaml"
 RUN_TIMEOUT_S = 900
 DRY_RUN_TIMEOUT_S = 180
 
@@ -27,13 +30,15 @@ def run_snakemake(
     targets: tuple[str, ...] = (),
     timeout: float = RUN_TIMEOUT_S,
     env: dict | None = None,
+    configfiles: tuple[Path, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """Snakemake on this repository's Snakefile, in `workdir` with its config.yaml; fails loudly."""
+    """Snakemake on this repository's Snakefile, in `workdir` with its config.yaml (or `configfiles`, merged
+    in order); fails loudly, with the jobs' logs."""
     command = [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
-        "--configfile", str(workdir / "config.yaml"),
+        "--configfile", *map(str, configfiles or (workdir / "config.yaml",)),
         *args,
         "--", *targets,
     ]  # fmt: skip
@@ -41,7 +46,7 @@ def run_snakemake(
         command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
     if result.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in sorted(workdir.glob("*/logs/**/*.log")))
+        logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in sorted(workdir.glob("*/**/logs/**/*.log")))
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}\n{logs}")
     return result
 

@@ -1,8 +1,9 @@
-"""The tiny DAG through a real SLURM cluster (one node on this machine) gives the local run's results.
+"""The tiny DAG, and configs/davis-gpu.yaml on the miniature of its datasets, through a real SLURM cluster
+(one node on this machine) give the local runs' results.
 
-Every rule goes through sbatch with the shipped profile (profiles/slurm); GPU steps ask for the fake GPU
-the cluster declares (resources.gpu 1) and fall back to the CPU. Needs root and Debian's slurm-wlm and
-munge (.ci/run installs them); skipped without them. Every wait is bounded.
+Every rule goes through sbatch with the shipped profile (profiles/slurm, which batches per-sequence steps);
+GPU steps ask for the fake GPU the cluster declares (resources.gpu 1) and fall back to the CPU. Needs root
+and Debian's slurm-wlm and munge (.ci/run installs them); skipped without them. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
+from conftest import miniature_workdir
+from snakemake_support import DAVIS_GPU, MINIATURE_OVERLAY
 from test_workflow import REPO, TINY_CONFIG, run_snakemake, tiny_config, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SCRIPTS = REPO / "tests" / "slurm"
 CLUSTER_TIMEOUT_S = 120
-SLURM_RUN_TIMEOUT_S = 900
+SLURM_RUN_TIMEOUT_S = 1800
 
 
 def _slurm_missing() -> str | None:
@@ -33,9 +38,22 @@ def _slurm_missing() -> str | None:
     return f"SLURM not installed (missing {', '.join(missing)})" if missing else None
 
 
+@dataclass(frozen=True)
+class Cluster:
+    env: dict  # what reaches the cluster: SLURM_CONF, and PATH with the srun and sbatch wrappers first
+    sbatch_log: Path  # every submission's options, one line each
+
+
+@dataclass(frozen=True)
+class Submission:
+    rules: frozenset[str]  # the rules of its jobs (a batch may hold several jobs of several rules)
+    gpus: int
+    runtime: int  # minutes
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster():
-    """A private one-node cluster; yields the environment that reaches it, and stops it afterwards."""
+    """A private one-node cluster; yields how to reach it, and stops it afterwards."""
     reason = _slurm_missing()
     if reason:
         pytest.skip(reason)
@@ -46,35 +64,50 @@ def slurm_cluster():
             capture_output=True, text=True, timeout=CLUSTER_TIMEOUT_S,
         )  # fmt: skip
         assert started.returncode == 0, started.stdout + started.stderr
-        yield {"SLURM_CONF": str(folder / "slurm.conf"), "PATH": f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+        env = {"SLURM_CONF": str(folder / "slurm.conf"), "PATH": f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+        yield Cluster(env, folder / "sbatch.log")
     finally:
         subprocess.run(["bash", str(SCRIPTS / "stop_cluster.sh"), str(folder)], timeout=CLUSTER_TIMEOUT_S)
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def run_through_slurm(workdir: Path, cluster: Cluster, configfiles: tuple[Path, ...] = ()) -> list[Submission]:
+    """The workflow in `workdir` through the cluster with the shipped profile; the run's submissions."""
+    start = cluster.sbatch_log.stat().st_size if cluster.sbatch_log.exists() else 0
+    run_snakemake(
+        workdir,
+        "--profile", str(REPO / "profiles" / "slurm"),
+        "--executor", "slurm",
+        "--jobs", "4",
+        "--cores", "2",  # the test node's CPUs: the most a batch of jobs may ask for
+        "--retries", "0",
+        "--latency-wait", "10",
+        "--default-resources", "slurm_account=ci", "mem_mb=1000", "runtime=10",
+        # No accounting database on the test cluster: squeue answers (slurm.conf keeps finished jobs
+        # for MinJobAge=300 s, over 3x this first-check delay).
+        "--slurm-status-command", "squeue",
+        "--slurm-init-seconds-before-status-checks", "4",
+        "--seconds-between-status-checks", "2",  # a batch's end is seen at once: the next one starts
+        timeout=SLURM_RUN_TIMEOUT_S,
+        env=cluster.env,
+        configfiles=configfiles,
+    )  # fmt: skip
+    with open(cluster.sbatch_log) as log:
+        log.seek(start)
+        return [_submission(line.split()) for line in log if line.strip()]
+
+
+def _submission(options: list[str]) -> Submission:
+    """What one sbatch call asked for: its rules (the job step's --allowed-rules), GPUs and minutes."""
+    rules = options[options.index("--allowed-rules") + 1 :]
+    rules = rules[: next((i for i, o in enumerate(rules) if o.startswith("--")), len(rules))]
+    gpus = next((int(o.split("=", 1)[1]) for o in options if o.startswith("--gpus=")), 0)
+    return Submission(frozenset(rules), gpus, int(options[options.index("-t") + 1]))
+
+
 def _slurm_config() -> dict:
     resources = {**TINY_CONFIG["resources"], "gpu": 1, "gpu_mem_mb": 1000, "slurm_partition": "debug"}
     return tiny_config(resources=resources)
-
-
-def _submitted_rules(workdir: Path) -> set[str]:
-    """Rules that SLURM ran, from the plugin's per-job log folders (kept with --slurm-keep-successful-logs)."""
-    logs = workdir / ".snakemake" / "slurm_logs"
-    return {path.name.removeprefix("rule_") for path in logs.iterdir() if path.is_dir()}
-
-
-def _gpu_requests(env: dict) -> dict[str, str]:
-    """Per rule, the GPUs its SLURM jobs asked for (finished jobs stay listed for MinJobAge)."""
-    listing = subprocess.run(
-        ["scontrol", "--oneliner", "show", "job"],
-        capture_output=True, text=True, timeout=30, check=True, env={**os.environ, **env},
-    )  # fmt: skip
-    requests = {}
-    for line in listing.stdout.splitlines():
-        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
-        rule = fields.get("Comment", "").removeprefix("rule_").split("_wildcards_")[0]
-        requests[rule] = requests.get(rule, "") + fields.get("TresPerJob", "")
-    return requests
 
 
 def _same_files(first: Path, second: Path, pattern: str) -> list[str]:
@@ -94,33 +127,17 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path) -> None:
     write_config(local, TINY_CONFIG)
     write_config(cluster, _slurm_config())
     run_snakemake(local, "--cores", "2")
-    run_snakemake(
-        cluster,
-        "--profile", str(REPO / "profiles" / "slurm"),
-        "--executor", "slurm",
-        "--jobs", "4",
-        "--retries", "0",
-        "--latency-wait", "10",
-        "--default-resources", "slurm_account=ci", "mem_mb=1000", "runtime=10",
-        # No accounting database on the test cluster: squeue answers (slurm.conf keeps finished jobs
-        # for MinJobAge=300 s, over 3x this first-check delay).
-        "--slurm-status-command", "squeue",
-        "--slurm-init-seconds-before-status-checks", "4",
-        "--slurm-keep-successful-logs",
-        timeout=SLURM_RUN_TIMEOUT_S,
-        env=slurm_cluster,
-    )  # fmt: skip
+    submissions = run_through_slurm(cluster, slurm_cluster)
 
-    submitted = _submitted_rules(cluster)
     every_step = {
         "synth_frames", "compute_flow", "encode_flow", "train_appearance", "infer_appearance", "bootstrap",
         "train_motion", "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th",
         "flow_sal", "saliency", "score", "summarize", "write_roles", "render_report",
     }  # fmt: skip
-    assert submitted == every_step
-    requests = _gpu_requests(slurm_cluster)
-    assert "gpu" in requests["train_appearance"] and "gpu" in requests["compute_flow"]
-    assert "gpu" not in requests["synth_frames"]
+    assert set().union(*(s.rules for s in submissions)) == every_step
+    gpu_steps = {"compute_flow", "train_appearance", "infer_appearance", "train_motion", "infer_motion", "train_fusion", "infer_joint"}
+    for submission in submissions:
+        assert (submission.gpus > 0) == bool(submission.rules & gpu_steps), submission
 
     out_local, out_cluster = local / "out", cluster / "out"
     assert _same_files(out_local, out_cluster, "results/masks/*/*/*/*.png") == []
@@ -128,3 +145,35 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path) -> None:
     for method in ("appearance", "motion", "joint", "flow-th", "flow-sal"):
         scores = f"results/scores/{method}/synth.csv"
         pd.testing.assert_frame_equal(pd.read_csv(out_local / scores), pd.read_csv(out_cluster / scores))
+
+
+def _test_cluster_resources() -> dict:
+    """The cluster config's resources, fitted to the test node: its one partition, its 2 CPUs and 1 GPU,
+    and memory it has; GPUs and per-rule runtimes stay as configs/davis-gpu.yaml asks."""
+    requested = yaml.safe_load(DAVIS_GPU.read_text())["resources"]
+    rules = {name: {**request, "mem_mb": 1500} for name, request in requested["rules"].items()}
+    return {"resources": {"gpu": 1, "threads": 2, "mem_mb": 500, "gpu_mem_mb": 1500, "slurm_partition": "debug",
+                          "gpu_partition": "debug", "rules": rules}}  # fmt: skip
+
+
+def test_cluster_config_on_the_miniature_matches_the_local_run(slurm_cluster, miniature, miniature_run, tmp_path) -> None:
+    workdir = miniature_workdir(tmp_path, miniature)
+    fitted = tmp_path / "test-cluster.yaml"
+    fitted.write_text(yaml.safe_dump(_test_cluster_resources()))
+    submissions = run_through_slurm(workdir, slurm_cluster, configfiles=(DAVIS_GPU, MINIATURE_OVERLAY, fitted))
+
+    config = yaml.safe_load(DAVIS_GPU.read_text())["resources"]
+    gpu_steps = {"compute_flow", "train_appearance", "infer_appearance", "train_motion", "infer_motion", "train_fusion", "infer_joint"}
+    assert gpu_steps <= set().union(*(s.rules for s in submissions))
+    for submission in submissions:
+        assert (submission.gpus == 1) == bool(submission.rules & gpu_steps), submission
+        if len(submission.rules) == 1 and (rule := next(iter(submission.rules))) in config["rules"]:
+            assert submission.runtime >= config["rules"][rule]["runtime"], submission  # its own request
+    alone = [s for s in submissions if s.rules in ({"train_appearance"}, {"bootstrap"})]
+    assert sorted(s.runtime for s in alone) == [config["rules"]["train_appearance"]["runtime"], config["rules"]["bootstrap"]["runtime"]]
+    assert len(submissions) < 40  # per-sequence steps went in batches, not one job each
+
+    out_local, out_cluster = miniature_run / "output" / "davis-gpu", workdir / "output" / "davis-gpu"
+    assert len(list(out_local.glob("results/masks/*/*/*/*.png"))) == 5 * (4 + 4 + 4)  # 5 methods, 3 sequences
+    assert _same_files(out_local, out_cluster, "results/masks/*/*/*/*.png") == []
+    pd.testing.assert_frame_equal(pd.read_csv(out_local / "results" / "summary.csv"), pd.read_csv(out_cluster / "results" / "summary.csv"))

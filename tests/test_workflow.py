@@ -118,6 +118,37 @@ def test_invalid_config_is_one_line_naming_the_file_and_key(tmp_path) -> None:
     assert "Failed validating" not in message and len(message.splitlines()) < 12  # no schema dump
 
 
+def job_resources_line(plan: str, rule: str) -> str:
+    """The `resources:` line of the first job of `rule` in a dry run."""
+    block = plan.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
+    return next(line for line in block.splitlines() if line.strip().startswith("resources:"))
+
+
+def test_per_rule_requests_replace_the_defaults(tmp_path) -> None:
+    rules = {"train_appearance": {"runtime": 480, "mem_mb": 9000}, "infer_joint": {"gpu": 0}}
+    resources = {**TINY_CONFIG["resources"], "gpu": 1, "gpu_mem_mb": 3000, "gpu_partition": "gpu", "rules": rules}
+    write_config(tmp_path, tiny_config(resources=resources))
+    plan = dry_run(tmp_path)
+    train = job_resources_line(plan, "train_appearance")
+    assert "runtime=480" in train and "mem_mb=9000" in train and "gpu=1" in train and "slurm_partition=gpu" in train
+    joint = job_resources_line(plan, "infer_joint")  # a GPU step told to use none: a CPU job
+    assert "gpu=" not in joint and "mem_mb=1000" in joint and "slurm_partition" not in joint
+    flow = job_resources_line(plan, "compute_flow")  # the defaults of a GPU step
+    assert "runtime=10" in flow and "mem_mb=3000" in flow and "gpu=1" in flow
+    assert "gpu=" not in job_resources_line(plan, "synth_frames")
+
+
+def test_per_rule_requests_name_existing_rules_and_known_keys(tmp_path) -> None:
+    resources = {**TINY_CONFIG["resources"], "rules": {"train_apperance": {"runtime": 480}}}
+    write_config(tmp_path, tiny_config(resources=resources))
+    with pytest.raises(AssertionError, match="resources.rules.train_apperance: not a rule with its own requests"):
+        planned_jobs(tmp_path)
+    resources["rules"] = {"train_appearance": {"time": 480}}
+    write_config(tmp_path, tiny_config(resources=resources))
+    with pytest.raises(AssertionError, match=r"resources.rules.train_appearance.time: unknown key"):
+        planned_jobs(tmp_path)
+
+
 def test_jobs_run_the_python_that_runs_snakemake(tmp_path) -> None:
     """A virtual environment's snakemake works without activating it: jobs do not run PATH's python."""
     write_config(tmp_path, TINY_CONFIG)

@@ -126,7 +126,8 @@ def test_workflow_refuses_a_hostile_folder_in_one_line(tmp_path: Path) -> None:
 # Helpers that build flags out of several words quote each path themselves (shlex.quote, rules/common.smk).
 FLAG_STRINGS = {
     "params.sources", "params.flags", "params.manifest", "params.annotated", "params.inputs", "params.validation",
-    "params.flow_pairs", "params.online", "params.flow", "params.source", "params.models", "params.inference",
+    "params.flow_pairs", "params.online", "params.flow", "params.source", "params.models", "params.joint_tsn",
+    "params.inference",
     "resources.run_options", "threads",
 }  # fmt: skip
 
@@ -152,7 +153,7 @@ def test_hostile_video_and_out_dir_run_safely(systems_run: Path) -> None:
     an out_dir with a space; nothing ran but the steps."""
     out = systems_run / RUN_OUT
     segmented = out / "segment" / "clips" / HOSTILE_SEQUENCE
-    assert (segmented / "overlay.mp4").stat().st_size > 0 and len(list((segmented / "masks").glob("*.png"))) == 5
+    assert (segmented / "overlay.webm").stat().st_size > 0 and len(list((segmented / "masks").glob("*.png"))) == 5
     record = json.loads((segmented / "segment.json").read_text())
     # The video's own frame rate (test_segment.write_clip: 12; 24 without one): its file was found by that name.
     assert record["name"] == f"clips/{HOSTILE_SEQUENCE}" and record["fps"] == 12.0

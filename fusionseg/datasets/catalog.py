@@ -15,6 +15,8 @@ LAYOUTS = ("davis", "segtrackv2", "youtube-objects", "imagenet-vid", "video", "s
 # Still photos with masks: they train the appearance stream only (no motion) and are one "sequence" each.
 IMAGE_LAYOUTS = ("images", "pascal-voc")
 VOC_SPLITS = ("train", "val", "trainval", "train_aug")
+# ImageNet-VID's annotated splits (Data/VID/<split>); its test snippets have no boxes.
+VID_SPLITS = ("train", "val")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 # The one rule for dataset and sequence names: they become folder names and command-line words, so they
 # hold no space, quote, slash or shell character. The schema's $defs/name pattern and the workflow's
@@ -82,7 +84,7 @@ def _list_on_disk(name: str, layout: str, dataset: dict) -> dict[str, Path]:
     if layout == "davis":
         found = _davis_names(root, dataset.get("resolution", "480p"), dataset.get("image_set"))
     elif layout == "imagenet-vid":
-        found = imagenet_vid_sequence_dirs(root)
+        found = imagenet_vid_sequence_dirs(root, _vid_split(name, dataset))
     elif layout == "video":
         found = video_sequences(root)
     else:
@@ -118,11 +120,14 @@ def _parse_image_set(path: Path) -> list[str]:
     return names
 
 
-def imagenet_vid_sequence_dirs(root: Path) -> dict[str, Path]:
-    """Sequence name -> frame folder: every leaf folder below <root>/Data/VID (splits may nest)."""
-    base = root / "Data" / "VID"
+def imagenet_vid_sequence_dirs(root: Path, split: str | None = None) -> dict[str, Path]:
+    """Sequence name -> frame folder: every leaf folder below <root>/Data/VID, or below its `split`
+    folder (train nests one level more: train/ILSVRC2015_VID_train_0000/<snippet>)."""
+    if not (root / "Data" / "VID").is_dir():
+        raise InputError(f"{root / 'Data' / 'VID'}: not an ImageNet-VID root (no Data/VID folder)")
+    base = root / "Data" / "VID" / (split or "")
     if not base.is_dir():
-        raise InputError(f"{base}: not an ImageNet-VID root (no Data/VID folder)")
+        raise InputError(f"{base}: ImageNet-VID has no split folder '{split}'")
     found: dict[str, Path] = {}
     pending = [base]
     while pending:
@@ -134,6 +139,15 @@ def imagenet_vid_sequence_dirs(root: Path) -> dict[str, Path]:
             found[folder.name] = folder
         pending.extend(subdirs)
     return found
+
+
+def _vid_split(name: str, dataset: dict) -> str | None:
+    """An ImageNet-VID dataset's split: without one, every snippet below Data/VID counts, the test
+    snippets (no boxes) included."""
+    split = dataset.get("split")
+    if split is not None and split not in VID_SPLITS:
+        raise ConfigError(f"datasets.{name}.split: '{split}' is not an ImageNet-VID split with boxes ({', '.join(VID_SPLITS)})")
+    return split
 
 
 def video_files(root: Path) -> list[Path]:

@@ -1,5 +1,6 @@
-"""Subcommands of the datasets stage: `extract-frames` (any source -> DAVIS layout), `synth`, and
-`extract-images` (a still-image dataset -> its training cache)."""
+"""Subcommands of the datasets stage: `extract-frames` (any source -> DAVIS layout), `synth`,
+`extract-images` (a still-image dataset -> its training cache) and `make-miniature` (every dataset of
+configs/davis-gpu.yaml in miniature)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_extract(subparsers)
     _register_synth(subparsers)
     _register_extract_images(subparsers)
+    _register_make_miniature(subparsers)
 
 
 def _register_extract(subparsers: argparse._SubParsersAction) -> None:
@@ -81,6 +83,19 @@ def _register_extract_images(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_extract_images)
 
 
+def _register_make_miniature(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "make-miniature",
+        help="write a miniature of every dataset configs/davis-gpu.yaml reads, and a ResNet-101 file",
+        description="Write, into the new folder OUT, PASCAL VOC 2012 + SBD, DAVIS-2017, ImageNet-VID, YouTube-Objects "
+        "and SegTrack-v2 in their own layouts and formats (a few small rendered frames each) and a ResNet-101 "
+        "checkpoint with seeded random weights. Run the cluster config on it with the overlay "
+        "configs/davis-gpu-miniature.yaml (it expects OUT to be ./miniature).",
+    )
+    parser.add_argument("out", help="folder to create (must not exist, or be empty)")
+    parser.set_defaults(handler=_make_miniature)
+
+
 def _extract(args: argparse.Namespace) -> None:
     from fusionseg.datasets.readers import open_source
     from fusionseg.datasets.writer import ExtractOptions, write_sequence
@@ -139,3 +154,10 @@ def _extract_images(args: argparse.Namespace) -> None:
     source = {"layout": args.layout, "root": str(Path(args.root).resolve()), "max_side": args.max_side, **keys}
     table = write_image_cache(image_set, args.out, args.max_side, args.shard_size, source)
     log.info("%s: %d images (%s) -> %s", args.root, len(table), image_set.name, args.out)
+
+
+def _make_miniature(args: argparse.Namespace) -> None:
+    from fusionseg.datasets.miniature import write_miniature
+
+    out = write_miniature(args.out)
+    log.info("miniature datasets and ResNet-101 checkpoint -> %s", out)

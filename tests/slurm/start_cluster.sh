@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start a private one-node SLURM cluster (munged, slurmctld, slurmd) with its files in DIR.
-# Clients reach it with SLURM_CONF=DIR/slurm.conf and DIR/bin first on PATH; tests/slurm/stop_cluster.sh
-# DIR stops exactly the daemons started here (pid files in DIR). Needs root, slurm-wlm and munge.
+# Clients reach it with SLURM_CONF=DIR/slurm.conf and DIR/bin first on PATH (wrappers of srun and sbatch;
+# DIR/sbatch.log lists every submission); tests/slurm/stop_cluster.sh DIR stops exactly the daemons
+# started here (pid files in DIR). Needs root, slurm-wlm and munge.
 set -euo pipefail
 dir=$(realpath "$1")
 here=$(dirname "$(realpath "$0")")
@@ -38,6 +39,10 @@ export SLURM_CONF="$dir/slurm.conf"
 mkdir -p "$dir/bin"
 printf '#!/bin/sh\nSLURM_CONF=%q exec %q "$@"\n' "$SLURM_CONF" "$(command -v srun)" > "$dir/bin/srun"
 chmod 755 "$dir/bin/srun"
+# sbatch through a wrapper that keeps each submission's options, one line each, in DIR/sbatch.log: tests
+# read what every job asked for there (SLURM itself forgets finished jobs after MinJobAge).
+printf '#!/bin/sh\nprintf "%%s\\n" "$*" >> %q\nexec %q "$@"\n' "$dir/sbatch.log" "$(command -v sbatch)" > "$dir/bin/sbatch"
+chmod 755 "$dir/bin/sbatch"
 
 runuser -u munge -- munged --socket="$dir/munge/munge.socket" --pid-file="$dir/munge/munged.pid" \
     --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed" --key-file=/etc/munge/munge.key
