@@ -32,7 +32,8 @@ from fusionseg.models.bundle import (
     read_bundle,
     read_manifest,
 )
-from fusionseg.models.checkpoint import file_sha256, load_model, save_checkpoint
+from fusionseg.io import file_sha256
+from fusionseg.models.checkpoint import load_model, save_checkpoint
 from fusionseg.models.fusion import FusionModel
 from fusionseg.models.stream import StreamModel
 from fusionseg.tsn.infer import load_tsn

@@ -21,9 +21,8 @@ from fusionseg.datasets.layout import Sequence
 from fusionseg.datasets.raw import RawSequence
 from fusionseg.datasets.writer import ExtractOptions, write_sequence
 from fusionseg.infer.probs import write_probs
-from fusionseg.io import read_mask, write_image
+from fusionseg.io import file_sha256, read_mask, write_image
 from fusionseg.models.bundle import export_bundle
-from fusionseg.models.checkpoint import file_sha256
 from fusionseg.models.u2net import shipped_weights
 from fusionseg.segment.outputs import SegmentInputs, shown_outputs, write_segment_outputs
 from fusionseg.segment.video import read_video, video_fps

@@ -193,7 +193,7 @@ def read_manifest(path: str | Path) -> dict:
 
 def read_bundle(path: str | Path) -> Bundle:
     """A bundle with every member verified: checksums, architectures, weights and input conventions."""
-    from fusionseg.models.checkpoint import file_sha256
+    from fusionseg.io import file_sha256
 
     path = Path(path)
     with _open_zip(path) as archive:
@@ -494,7 +494,8 @@ def import_models(out_dir: str | Path, flow: FlowConvention, bundle: str | Path 
     checked against their slots and copied (they record no input convention, so that stays unchecked).
     The folder is written whole or not at all; returns the provenance it records."""
     from fusionseg.io import FormerOutput, atomic_dir
-    from fusionseg.models.checkpoint import file_sha256, read_checkpoint
+    from fusionseg.io import file_sha256
+    from fusionseg.models.checkpoint import read_checkpoint
 
     # A folder imported before folders carried their marker: its provenance.json says it is ours.
     former = FormerOutput("provenance.json", ("provenance.json", *(f"{name}.pt" for name in MODEL_NAMES)))

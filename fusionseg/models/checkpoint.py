@@ -6,7 +6,6 @@ loading checks it against what the caller expects and names the file in every er
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +55,3 @@ def load_model(path: str | Path, kind: str, stream: str | None = None) -> nn.Mod
         raise InputError(f"{path}: weights do not match the recorded architecture {arch} ({first})") from exc
     return model.eval()
 
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -22,9 +22,9 @@ from fusionseg.devices import resolve_device
 from fusionseg.errors import InputError
 from fusionseg.flow.sequence import CONVENTION, frame_pairs
 from fusionseg.infer.probs import write_probs
-from fusionseg.io import hdf5_output, read_image, read_mask
+from fusionseg.io import file_sha256, hdf5_output, read_image, read_mask
 from fusionseg.models.backbones import freeze_batchnorm
-from fusionseg.models.checkpoint import file_sha256, read_checkpoint
+from fusionseg.models.checkpoint import read_checkpoint
 from fusionseg.segflow.data import read_pair, segmentation_batch
 from fusionseg.segflow.losses import balanced_cross_entropy
 from fusionseg.segflow.model import SegFlowNet, segflow_from_checkpoint

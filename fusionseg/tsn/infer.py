@@ -20,7 +20,8 @@ from fusionseg.datasets.layout import Sequence, frame_name
 from fusionseg.errors import InputError
 from fusionseg.infer.masks import object_labels, resize_scores
 from fusionseg.infer.probs import read_object_ids, read_probs, write_probs
-from fusionseg.models.checkpoint import file_sha256, read_checkpoint
+from fusionseg.io import file_sha256
+from fusionseg.models.checkpoint import read_checkpoint
 from fusionseg.devices import resolve_device
 from fusionseg.tsn.data import object_ids, read_labels
 from fusionseg.tsn.model import Memory, TSNModel, aggregate
