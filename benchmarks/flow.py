@@ -97,7 +97,7 @@ DATASETS = ("Middlebury", "FlyingChairs", "KITTI-2015", "Sintel clean", "Sintel 
 
 def ground_truth_pairs(data: Path = DATA) -> list[FlowPair]:
     """Every scored pair of data/flow_gt, set by set in the order of DATASETS."""
-    from fusionseg.flow.flo import read_flo, read_kitti_flow
+    from fusionseg.io.flo import read_flo, read_kitti_flow
     from fusionseg.io import read_mask
 
     root = data / "flow_gt"

@@ -12,8 +12,8 @@ import pytest
 
 from fusionseg.cli import main
 from fusionseg.flow import read_flow_h5
-from fusionseg.flow.flo import read_flo, read_kitti_flow, write_flo, write_kitti_flow
 from fusionseg.flow.sequence import CONVENTION, frame_pairs, read_flow_attrs
+from fusionseg.io.flo import read_flo, read_kitti_flow, write_flo, write_kitti_flow
 from fusionseg.io import OUTPUT_MARKER, read_image, write_image
 
 HEIGHT, WIDTH = 48, 64
@@ -170,6 +170,19 @@ def test_flo_round_trip(tmp_path: Path) -> None:
     flow = np.random.default_rng(0).normal(size=(5, 7, 2)).astype(np.float32)
     write_flo(tmp_path / "f.flo", flow)
     np.testing.assert_array_equal(read_flo(tmp_path / "f.flo"), flow)
+
+
+def test_flo_files_are_opencvs(tmp_path: Path) -> None:
+    """The .flo codec writes and reads the files OpenCV's writeOpticalFlow and readOpticalFlow do
+    (fusionseg.io.flo says why it does not use them)."""
+    import cv2
+
+    flow = np.random.default_rng(1).normal(size=(6, 9, 2)).astype(np.float32)
+    write_flo(tmp_path / "ours.flo", flow)
+    assert cv2.writeOpticalFlow(str(tmp_path / "opencv.flo"), flow)
+    assert (tmp_path / "ours.flo").read_bytes() == (tmp_path / "opencv.flo").read_bytes()
+    np.testing.assert_array_equal(cv2.readOpticalFlow(str(tmp_path / "ours.flo")), flow)
+    np.testing.assert_array_equal(read_flo(tmp_path / "opencv.flo"), flow)
 
 
 @pytest.mark.shared_data

@@ -17,7 +17,7 @@ from fusionseg.datasets.layout import Sequence
 from fusionseg.datasets.synthetic import SynthParams, write_clip
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.flow import read_flow_h5
-from fusionseg.flow.flo import write_flo
+from fusionseg.io.flo import write_flo
 from fusionseg.flow.methods import make_backend
 from fusionseg.flow.sequence import compute_sequence_flow, read_flow_attrs
 from fusionseg.infer.probs import read_probs

@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -36,7 +37,6 @@ from test_segment import bundle, write_clip  # bundle: test_segment's tiny bundl
 
 from fusionseg.cli import main
 from fusionseg.errors import OutputError
-from fusionseg.flow.flo import FLO_TAG
 from fusionseg.infer.probs import write_probs
 from fusionseg.io import OUTPUT_MARKER, check_replaceable, write_image, write_mask
 from fusionseg.models.bundle import MANIFEST_CHECKSUM, MANIFEST_NAME, MAX_MEMBER_BYTES
@@ -141,10 +141,7 @@ def _flo_files(root: Path) -> None:
     for name, value in (("nan", np.nan), ("inf", np.inf)):
         flow = np.zeros((12, 16, 2), np.float32)
         flow[3, 4, 0] = value
-        with open(root / f"{name}.flo", "wb") as fh:
-            np.array([FLO_TAG], "<f4").tofile(fh)
-            np.array([16, 12], "<i4").tofile(fh)
-            flow.astype("<f4").tofile(fh)
+        assert cv2.writeOpticalFlow(str(root / f"{name}.flo"), flow)
 
 
 class Payload:

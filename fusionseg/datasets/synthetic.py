@@ -25,6 +25,7 @@ import pandas as pd
 from fusionseg.datasets.layout import BOX_COLUMNS, TABLE_COLUMNS, Sequence, check_sequence_name, frame_name
 from fusionseg.datasets.writer import JPEG_QUALITY, mask_box, staged_sequence, write_tables
 from fusionseg.io import write_image, write_labels, write_mask
+from fusionseg.io.flo import write_flo
 
 _INVERSE_LINEAR = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
 _INVERSE_NEAREST = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
@@ -85,8 +86,6 @@ def write_clip(out_root: str | Path, name: str, params: SynthParams, merge_objec
     Masks are 0/255, or with `merge_objects=False` the objects' ids 1..K as grey values (multi-object
     ground truth). Clips are rendered at their native size, so both annotation folders hold the same.
     """
-    from fusionseg.flow.flo import write_flo
-
     check_sequence_name(name, out_root)  # before the name seeds the clip
     clip = render_clip(name, params)
     with staged_sequence(out_root, name) as staged:

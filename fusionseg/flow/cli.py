@@ -86,7 +86,7 @@ def _encode_flow(args: argparse.Namespace) -> None:
 
 def _pair_flow(args: argparse.Namespace) -> None:
     from fusionseg.errors import InputError
-    from fusionseg.flow.flo import write_flo, write_kitti_flow
+    from fusionseg.io.flo import write_flo, write_kitti_flow
     from fusionseg.flow.methods import make_backend, to_grey
     from fusionseg.io import read_image
 
@@ -104,7 +104,7 @@ def _pair_flow(args: argparse.Namespace) -> None:
 def _flow_to_rgb(args: argparse.Namespace) -> None:
     from fusionseg.errors import ConfigError
     from fusionseg.flow.colour import flow_to_rgb
-    from fusionseg.flow.flo import read_flow_file
+    from fusionseg.io.flo import read_flow_file
     from fusionseg.io import atomic_file, write_image
 
     if args.max_flow is not None and not args.max_flow > 0:

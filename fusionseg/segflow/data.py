@@ -23,7 +23,7 @@ import torch
 
 from fusionseg.datasets.layout import Sequence, frame_name
 from fusionseg.errors import InputError
-from fusionseg.flow.flo import UNKNOWN_FLOW_THRESHOLD, read_flo
+from fusionseg.io.flo import UNKNOWN_FLOW_THRESHOLD, read_flo
 from fusionseg.flow.sequence import frame_pairs
 from fusionseg.io import read_image, read_mask
 from fusionseg.train.data import augment, iteration_generator

@@ -2,6 +2,10 @@
 
 .flo layout (little-endian): the float 202021.25 ("PIEH" as bytes), int32 width, int32 height, then
 height*width*2 float32 values, u and v interleaved row by row. Values above 1e9 mark unknown flow.
+The files are the ones OpenCV's readOpticalFlow/writeOpticalFlow read and write (tests/test_flow_sequence.py
+checks both ways), but those are not used: readOpticalFlow crashes the interpreter on a negative
+size in the header, tries to allocate what a huge one declares, accepts trailing bytes and says
+nothing about why a file is refused; writeOpticalFlow reports success on a full disk.
 
 KITTI PNG: 16-bit, 3 channels (R, G, B) = (u, v, valid) with u, v = (value - 2^15) / 64 pixels,
 valid where the third channel is nonzero.
@@ -14,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_file
+from fusionseg.io.atomic import atomic_file, write_bytes
 
 FLO_TAG = 202021.25
 KITTI_OFFSET = 2.0**15
@@ -47,11 +51,9 @@ def write_flo(path: str | Path, flow: np.ndarray) -> None:
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must have shape (H, W, 2), got {flow.shape}")
     height, width = flow.shape[:2]
+    header = np.array([FLO_TAG], "<f4").tobytes() + np.array([width, height], "<i4").tobytes()
     with atomic_file(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.array([FLO_TAG], "<f4").tofile(fh)
-            np.array([width, height], "<i4").tofile(fh)
-            flow.astype("<f4").tofile(fh)
+        write_bytes(tmp, header + flow.astype("<f4").tobytes())
 
 
 def read_kitti_flow(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +87,7 @@ def write_kitti_flow(path: str | Path, flow: np.ndarray, valid: np.ndarray | Non
     if not ok:
         raise InputError(f"{path}: could not encode KITTI flow PNG")
     with atomic_file(path) as tmp:
-        buf.tofile(tmp)
+        write_bytes(tmp, buf)
 
 
 def read_flow_file(path: str | Path) -> np.ndarray:
