@@ -46,7 +46,7 @@ def stand_in_bundle(folder: Path) -> Path:
     import torch
     import yaml
 
-    from fusionseg.models.bundle import export_bundle
+    from fusionseg.bundles.export import export_bundle
     from fusionseg.models.checkpoint import save_checkpoint
     from fusionseg.models.fusion import FusionModel
     from fusionseg.models.stream import StreamModel

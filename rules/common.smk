@@ -22,7 +22,7 @@ from fusionseg.config import (
 )
 from fusionseg.errors import ConfigError
 from fusionseg.datasets.catalog import IMAGE_LAYOUTS, NAME_PATTERN
-from fusionseg.models.bundle import check_models_config
+from fusionseg.bundles.importing import check_models_config
 
 # Schema defaults filled in and roles checked (datasets declared, no unintended overlap) before any job;
 # models from elsewhere (a bundle, or three checkpoints) mean no training role and the bundle's flow

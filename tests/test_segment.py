@@ -16,13 +16,13 @@ import pytest
 from snakemake_support import dry_run, job_counts, run_snakemake, write_config
 from test_bundle import bundle_config, rewrite_bundle, write_training_run
 
+from fusionseg.bundles.export import export_bundle
 from fusionseg.cli import main
 from fusionseg.datasets.layout import Sequence
 from fusionseg.datasets.raw import RawSequence
 from fusionseg.datasets.writer import ExtractOptions, write_sequence
 from fusionseg.infer.probs import write_probs
 from fusionseg.io import file_sha256, read_mask, write_image
-from fusionseg.models.bundle import export_bundle
 from fusionseg.models.u2net import shipped_weights
 from fusionseg.segment.outputs import SegmentInputs, shown_outputs, write_segment_outputs
 from fusionseg.segment.video import read_video, video_fps

@@ -35,11 +35,11 @@ from test_bundle import rewrite_bundle
 from test_faults import check_one_line, inputs  # inputs: test_faults' fixture, shared here
 from test_segment import bundle, write_clip  # bundle: test_segment's tiny bundle fixture
 
+from fusionseg.bundles.manifest import MANIFEST_CHECKSUM, MANIFEST_NAME, MAX_MEMBER_BYTES
 from fusionseg.cli import main
 from fusionseg.errors import OutputError
 from fusionseg.infer.probs import write_probs
 from fusionseg.io import OUTPUT_MARKER, check_replaceable, write_image, write_mask
-from fusionseg.models.bundle import MANIFEST_CHECKSUM, MANIFEST_NAME, MAX_MEMBER_BYTES
 from fusionseg.models.checkpoint import save_checkpoint
 from fusionseg.models.fusion import FusionModel
 
