@@ -696,6 +696,7 @@ def _normalised(name: str) -> str:
 def segflow_scores(pairs: list[FlowPair], model: Path) -> pd.DataFrame:
     """EPE of SegFlow's flow branch (the `segflow` flow method) on every pair whose set it did not
     train on: a set is left out when one of the model's `flow_pairs` folders is named like it."""
+    import fusionseg.segflow  # noqa: F401  registers the flow method segflow
     from fusionseg.models.checkpoint import read_checkpoint
 
     trained = [_normalised(Path(folder).name) for folder in read_checkpoint(model)["config"].get("flow_pairs", [])]

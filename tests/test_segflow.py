@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -264,6 +266,19 @@ def test_flow_method_runs_the_flow_branch_through_make_backend(clips, tmp_path):
         make_backend("segflow", {}, "cpu")
     with pytest.raises(ConfigError, match="modle"):
         make_backend("segflow", {"modle": str(model)}, "cpu")
+
+
+def test_flow_method_segflow_is_registered_by_the_segflow_package():
+    """The flow stage never imports SegFlow: importing fusionseg.segflow registers the method, and
+    without it the flow stage says which package provides it."""
+    code = (
+        "from fusionseg.errors import ConfigError\n"
+        "from fusionseg.flow.methods import make_backend\n"
+        "try:\n    make_backend('segflow', {'model': 'segflow.pt'}, 'cpu')\n"
+        "except ConfigError as exc:\n    print(exc)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "import fusionseg.segflow" in run.stdout
 
 
 def test_bad_input_is_named(clips, tmp_path):
