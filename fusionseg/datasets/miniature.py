@@ -95,7 +95,7 @@ def write_miniature(out: str | Path, spec: MiniatureSpec = MiniatureSpec()) -> P
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty folder (the miniature is written into a new one)")
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "miniature datasets") as tmp:
         write_voc(tmp / VOC, spec)
         write_sbd(tmp / SBD, spec)
         write_davis(tmp / DAVIS, spec)
