@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fusionseg.segment.outputs import OVERLAY
+from fusionseg.report.segmented import OVERLAY
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

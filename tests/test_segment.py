@@ -24,7 +24,8 @@ from fusionseg.datasets.writer import ExtractOptions, write_sequence
 from fusionseg.infer.probs import write_probs
 from fusionseg.io import file_sha256, read_mask, write_image
 from fusionseg.models.u2net import shipped_weights
-from fusionseg.segment.outputs import SegmentInputs, shown_outputs, write_segment_outputs
+from fusionseg.report.segmented import shown_outputs
+from fusionseg.segment.outputs import SegmentInputs, write_segment_outputs
 from fusionseg.segment.video import read_video, video_fps
 
 SOURCE_SIZE = (96, 72)  # the bundle was trained at max_side 64: the networks see 64x48

@@ -20,10 +20,9 @@ DEFAULT_FPS = 24.0
 # The report plays the overlays in an HTML5 <video>. OpenCV's pip wheels have no H.264 encoder (their
 # FFmpeg has no libx264) and the MPEG-4 Part 2 (mp4v) they write plays in no browser; they do have
 # libvpx. VP8 in WebM plays in Chrome, Edge, Firefox and Safari (macOS 11.3+), and encodes ~6x faster
-# here than VP9, which Safari plays only with hardware decoding.
+# here than VP9, which Safari plays only with hardware decoding. (The overlays' names, .webm, are the
+# segmented folder's contract: fusionseg.report.segmented.)
 FOURCC = "VP80"
-VIDEO_SUFFIX = ".webm"
-VIDEO_MIME = "video/webm"
 
 
 def video_fps(path: str | Path) -> float | None:
