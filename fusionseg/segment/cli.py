@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fusionseg.devices import set_threads
+
 if TYPE_CHECKING:
     from fusionseg.bundles.manifest import Bundle
 
@@ -78,7 +80,7 @@ def _segment(args: argparse.Namespace) -> None:
     from fusionseg.segment.sources import find_sources
 
     _check_segment_options(args)
-    _set_threads(args.threads)
+    set_threads(args.threads)
     bundle = read_bundle(args.models or default_bundle())
     method = _bundle_method(bundle, args.method, args.stream_overlays)
     sources = find_sources(args.inputs)
@@ -115,18 +117,6 @@ def _check_segment_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--fps: must be positive (got {args.fps})")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be at least 1 (got {args.batch_size})")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads: must be at least 1 (got {args.threads})")
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    import cv2
-    import torch
-
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
 
 
 def _segment_outputs(args: argparse.Namespace) -> None:
