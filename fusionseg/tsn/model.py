@@ -25,13 +25,14 @@ Several objects: one pass per object over shared keys, then `aggregate` (soft ag
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusionseg.models.backbones import build_backbone
+from fusionseg.models.backbones import FrozenBatchNormModule, batchnorms, build_backbone
 
 STREAMS = ("both", "pixel")
 # The dynamic head: input [w(F^t) (8 channels), relative x, y] -> 8 -> 8 -> 8 channels.
@@ -299,7 +300,7 @@ class Decoder(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-class TSNModel(nn.Module):
+class TSNModel(FrozenBatchNormModule):
     """Training: forward(frames (B, T, 3, H, W), first masks (B, 1, H, W)) -> logits (B, T-1, H, W) of
     frames 1.. (each predicted from the memory of the frames before it). Inference: `encode_keys`,
     `memorise` and `segment` (fusionseg.tsn.infer drives them over a sequence)."""
@@ -332,18 +333,13 @@ class TSNModel(nn.Module):
         names |= {f"value_encoder.backbone.{n}" for n, _ in self.value_encoder.backbone.named_parameters() if not n.startswith(stem)}
         return names
 
+    def frozen_batchnorms(self) -> Iterable[nn.BatchNorm2d]:
+        """Pretrained encoders keep their BatchNorm frozen."""
+        return batchnorms(self) if self.frozen_batchnorm else ()
+
     @property
     def has_instance(self) -> bool:
         return self.arch["streams"] == "both"
-
-    def train(self, mode: bool = True) -> "TSNModel":
-        """Switch training mode; pretrained encoders keep their BatchNorm frozen."""
-        super().train(mode)
-        if self.frozen_batchnorm:
-            for module in self.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    module.eval()
-        return self
 
     def normalise(self, frames: torch.Tensor) -> torch.Tensor:
         return (frames - self.mean) / self.std
