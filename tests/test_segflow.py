@@ -25,13 +25,14 @@ from fusionseg.flow.sequence import compute_sequence_flow, read_flow_attrs
 from fusionseg.infer.probs import read_probs
 from fusionseg.io import write_image, write_mask
 from fusionseg.models import read_checkpoint, save_checkpoint
-from fusionseg.segflow.data import AnnotatedPairs, ConcatFlowSources, FlowClips, FlowPairFolders, JointBatches
+from fusionseg.segflow.data import AnnotatedPairs, FlowClips, FlowPairFolders, JointBatches
 from fusionseg.segflow.infer import online_finetune
 from fusionseg.segflow.losses import SCALE_WEIGHTS, balanced_cross_entropy, downsample_flow, multiscale_epe
 from fusionseg.segflow.model import EXCHANGES, FLOW_SCALE, SegFlowNet, load_segflow
 from fusionseg.config import section_params
 from fusionseg.segflow.train import train_segflow
 from fusionseg.train import loop
+from fusionseg.train.data import ConcatSources
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -303,7 +304,7 @@ def test_bad_input_is_named(clips, tmp_path):
     with pytest.raises(InputError, match="FlyingChairs naming"):
         FlowPairFolders([bare])
     with pytest.raises(InputError, match="no flow training data"):
-        ConcatFlowSources([FlowPairFolders([])])
+        ConcatSources([FlowPairFolders([])], "flow training data")
     stream = tmp_path / "stream.pt"
     from fusionseg.models import StreamModel
 

@@ -48,13 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from fusionseg.config import section_params
-    from fusionseg.segflow.data import AnnotatedPairs, ConcatFlowSources, FlowClips, FlowPairFolders, data_identity
+    from fusionseg.datasets.layout import Sequence
+    from fusionseg.segflow.data import AnnotatedPairs, FlowClips, FlowPairFolders
     from fusionseg.segflow.train import train_segflow
+    from fusionseg.train.data import ConcatSources
+    from fusionseg.train.loop import data_identity
 
     params = with_run_options("segflow", section_params("segflow", args.params), args)
     set_threads(args.threads)
-    flow = ConcatFlowSources([FlowClips(args.flow_frames), FlowPairFolders(args.flow_pairs)])
-    identity = data_identity(args.frames, args.flow_frames, args.flow_pairs)
+    flow = ConcatSources([FlowClips(args.flow_frames), FlowPairFolders(args.flow_pairs)], "flow training data (--flow-frames and/or --flow-pairs)")
+    # Digests of every input: frames, masks, ground-truth flow, pair folders.
+    frames = [*args.frames, *args.flow_frames]
+    identity = data_identity(frames, [*(Sequence.from_frames_dir(d).flow_dir for d in frames), *args.flow_pairs])
     train_segflow(AnnotatedPairs(args.frames), flow, params, args.out, identity)
 
 
