@@ -22,9 +22,8 @@ from fusionseg.train import loop
 from fusionseg.train.data import IGNORE
 from fusionseg.tsn.data import ClipMix, StillClips, VideoClips, _frame_positions, clip_batch, object_ids
 from fusionseg.tsn.infer import choose_seed_frame, infer_tsn, load_tsn
-from fusionseg.tsn.model import (
-    HEAD_PARAMS, Memory, TSNModel, affinity, aggregate, dynamic_head, mask_centroids, relative_coordinates, tsn_arch,
-)  # fmt: skip
+from fusionseg.tsn.memory import Memory, affinity, aggregate
+from fusionseg.tsn.model import HEAD_PARAMS, TSNModel, dynamic_head, mask_centroids, relative_coordinates, tsn_arch
 from fusionseg.tsn.train import (
     bootstrapped_bce, hard_pixel_share, max_frame_gap, pretrain_path, soft_iou_loss, train_tsn, tsn_params,
 )  # fmt: skip

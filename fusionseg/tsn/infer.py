@@ -24,7 +24,8 @@ from fusionseg.io import file_sha256
 from fusionseg.models.checkpoint import model_from_checkpoint, read_checkpoint
 from fusionseg.devices import resolve_device
 from fusionseg.tsn.data import object_ids, read_labels
-from fusionseg.tsn.model import Memory, TSNModel, aggregate
+from fusionseg.tsn.memory import Memory, aggregate
+from fusionseg.tsn.model import TSNModel
 
 log = logging.getLogger(__name__)
 SEED_THRESHOLD = 0.5
