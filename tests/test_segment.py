@@ -26,7 +26,8 @@ from fusionseg.io import file_sha256, read_mask, write_image
 from fusionseg.models.u2net import shipped_weights
 from fusionseg.report.segmented import shown_outputs
 from fusionseg.segment.outputs import SegmentInputs, write_segment_outputs
-from fusionseg.segment.video import read_video, video_fps
+from fusionseg.datasets.readers import read_video_source
+from fusionseg.segment.video import video_fps
 
 SOURCE_SIZE = (96, 72)  # the bundle was trained at max_side 64: the networks see 64x48
 
@@ -37,6 +38,11 @@ def bundle(tmp_path_factory) -> Path:
     path = folder / "bundle.zip"
     export_bundle(write_training_run(folder), path, models_dir=folder / "run" / "models", scores=False)
     return path
+
+
+def read_video(path: Path):
+    """A video's frames as RGB arrays, decoded as the package reads source videos (datasets.readers)."""
+    return (rgb for _, rgb in read_video_source(Path(path), None).frames())
 
 
 def moving_square(index: int, size: tuple[int, int] = SOURCE_SIZE) -> np.ndarray:

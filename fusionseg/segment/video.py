@@ -63,21 +63,6 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> i
     return count
 
 
-def read_video(path: str | Path) -> Iterator[np.ndarray]:
-    """The frames of a video file as RGB arrays, in order."""
-    capture = cv2.VideoCapture(opencv_path(path))
-    if not capture.isOpened():
-        raise InputError(f"{path}: not a readable video")
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                return
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        capture.release()
-
-
 def _open_writer(path: Path, size: tuple[int, int], fps: float) -> cv2.VideoWriter:
     if min(size) < 2:
         raise InputError(f"{path}: frames of {size[0]}x{size[1]} are too small for a video")
