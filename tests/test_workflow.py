@@ -149,6 +149,7 @@ def test_per_rule_requests_name_existing_rules_and_known_keys(tmp_path) -> None:
         planned_jobs(tmp_path)
 
 
+@pytest.mark.slow
 def test_jobs_run_the_python_that_runs_snakemake(tmp_path) -> None:
     """A virtual environment's snakemake works without activating it: jobs do not run PATH's python."""
     write_config(tmp_path, TINY_CONFIG)
