@@ -31,7 +31,7 @@ from fusionseg.cli import main
 from fusionseg.datasets.layout import Sequence
 from fusionseg.errors import InputError
 from fusionseg.infer.probs import write_probs
-from fusionseg.io import atomic_file, file_sha256, write_image, write_mask
+from fusionseg.io import atomic_file, file_sha256, load_torch, write_image, write_mask
 from fusionseg.models.checkpoint import read_checkpoint
 from fusionseg.train.loop import Trainer, resume_path
 
@@ -527,6 +527,7 @@ def test_resume_after_the_data_changed_starts_again(inputs: Path, tmp_path: Path
         patched.setattr(Trainer, "_step", stop_at_iteration_four)
         assert main(train_fusion_argv(inputs, "clip", out)) == 130
     assert resume_path(out).is_file()
+    assert {"model", "optimizer", "iteration"} <= set(load_torch(resume_path(out), "resume file"))
     assert main(train_fusion_argv(inputs, "other", out)) == 0
     assert "written for other training data" in caplog.text
     assert main(train_fusion_argv(inputs, "other", tmp_path / "clean.pt")) == 0

@@ -233,6 +233,13 @@ def test_joint_tsn_shows_saliency_and_what_it_was_made_from(segmented) -> None:
     assert isinstance(record["tsn_seed_frame"], int)  # -1: the untrained Ours-Joint found no object to seed from
     for name in ("masks-saliency", "masks-joint", "overlay-saliency.webm", "overlay-joint.webm"):
         assert name in record["outputs"] and (out / "square" / name).exists()
+    width, height = record["source_size"]
+    for name in ("masks-saliency", "masks-joint"):  # one mask per frame, at the source's size
+        masks = sorted((out / "square" / name).glob("*.png"))
+        assert len(masks) == record["frames"] and all(read_mask(m).shape == (height, width) for m in masks)
+    for name in ("overlay-saliency.webm", "overlay-joint.webm"):
+        frames = list(read_video(out / "square" / name))
+        assert len(frames) == record["frames"] and frames[0].shape[:2] == (height - height % 2, width - width % 2)
 
 
 def test_report_plays_every_overlay_and_plots_mask_areas(segmented) -> None:
