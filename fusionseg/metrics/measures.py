@@ -69,7 +69,8 @@ def frame_scores(preds: np.ndarray, gts: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def dilate_disk(image: np.ndarray, radius: int) -> np.ndarray:
-    """`cv2.dilate` of a uint8 image by the skimage disk of `radius` (offsets with dx^2 + dy^2 <= r^2), from one-dimensional dilations.
+    """`cv2.dilate` of a uint8 image by the skimage disk of `radius` (offsets with dx^2 + dy^2 <= r^2),
+    from one-dimensional dilations.
 
     The disk is the union of its corner rectangles (half-height h_k, half-width w_k; h rising while
     w falls), so its dilation is max_k V(h_k) H(w_k) image, with H(w) and V(h) the dilations by a

@@ -56,7 +56,8 @@ def _train(args: argparse.Namespace) -> None:
 
     params = with_run_options("segflow", section_params("segflow", args.params), args)
     set_threads(args.threads)
-    flow = ConcatSources([FlowClips(args.flow_frames), FlowPairFolders(args.flow_pairs)], "flow training data (--flow-frames and/or --flow-pairs)")
+    sources = [FlowClips(args.flow_frames), FlowPairFolders(args.flow_pairs)]
+    flow = ConcatSources(sources, "flow training data (--flow-frames and/or --flow-pairs)")
     # Digests of every input: frames, masks, ground-truth flow, pair folders.
     frames = [*args.frames, *args.flow_frames]
     identity = data_identity(frames, [*(Sequence.from_frames_dir(d).flow_dir for d in frames), *args.flow_pairs])

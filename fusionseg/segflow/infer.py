@@ -130,7 +130,8 @@ def _fit_first_frame(net: SegFlowNet, sample: list, iterations: int, params: dic
     """The segmentation branch learns the one frame; the flow branch stays as trained (its flow is
     also an output, and one frame's segmentation loss has no business reshaping it)."""
     device = next(net.parameters()).device
-    optimizer = default_optimizer([net.backbone, net.seg_head], params, pretrained=net.backbone, lr=params["online_lr"], kind="adamw")
+    modules = [net.backbone, net.seg_head]
+    optimizer = default_optimizer(modules, params, pretrained=net.backbone, lr=params["online_lr"], kind="adamw")
     net.train()
     for iteration in tqdm(range(iterations), desc="online fine-tuning", leave=False):
         lr = poly_lr(params["online_lr"], iteration, iterations, params["lr_power"])
