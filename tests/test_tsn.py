@@ -301,7 +301,7 @@ def test_tsn_tracks_a_moving_square_from_the_first_frame_mask(tmp_path):
     is centred on it, 42 pixels from where it started by the last frame."""
     train = [_square_clip(tmp_path, f"train{k}", (4 + 6 * k, 4), (3, 5 - k), range(8))[0] for k in range(2)]
     test, truth = _square_clip(tmp_path, "test", (30, 6), (-3, 6), [0])
-    params = _params(pretrain_iterations=0, iterations=80, lr=1e-3, crop_size=48, synthetic_clips=0, checkpoint_every=1000)
+    params = _params(pretrain_iterations=0, iterations=50, lr=1e-3, crop_size=48, synthetic_clips=0, checkpoint_every=1000)
     train_tsn(train, [], params, tmp_path / "tsn.pt")
     infer_tsn(tmp_path / "tsn.pt", test, tmp_path / "probs.h5")
     probs = read_probs(tmp_path / "probs.h5")
