@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -172,6 +173,17 @@ def write_sheet(overlay: Path) -> None:
     cv2.imwrite(str(SHEET), cv2.cvtColor(np.concatenate(frames), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
 
 
+def as_typed(arg: str) -> str:
+    """A command-line word as a user of this repository types it: an absolute path inside the
+    repository becomes relative to its root, one outside it its name alone (this machine's folders,
+    such as a scratch bundle, mean nothing elsewhere); `--option=PATH` likewise."""
+    option, equals, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    path = Path(value)
+    if value and path.is_absolute():
+        value = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
+    return option + equals + value
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(*sys.argv[2:])
@@ -189,13 +201,13 @@ def main() -> None:
     video, given, keep = (p.resolve() if p else None for p in (args.video, args.bundle, args.keep))
     with tempfile.TemporaryDirectory(prefix="segment-bench-") as scratch:
         bundle = given or stand_in_bundle(Path(scratch))
-        label = args.label or str(args.bundle) if given else "untrained stand-in of the davis-cpu architecture (EfficientNet-Lite0, TV-L1, max_side 427)"
+        label = args.label or as_typed(str(args.bundle)) if given else "untrained stand-in of the davis-cpu architecture (EfficientNet-Lite0, TV-L1, max_side 427)"
         out = keep or Path(scratch) / "out"
         load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         run = run_segment(video, bundle, out, args.threads, args.max_side)
         load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         write_sheet(out / video.stem / OVERLAY)
-    row = {"command": " ".join(["python benchmarks/segment.py", *sys.argv[1:]]),
+    row = {"command": shlex.join(["python", "benchmarks/segment.py", *map(as_typed, sys.argv[1:])]),
            **result_row(args.video, label, args.threads, run, load_before, load_after)}  # fmt: skip
     write_markdown(append_run(row))
     print(pd.DataFrame([row]).T.to_string(header=False))

@@ -129,13 +129,13 @@ def test_make_miniature_refuses_a_folder_in_use(tmp_path, capsys) -> None:
 def test_cluster_config_runs_end_to_end_on_the_miniature(miniature_run) -> None:
     out = miniature_run / "output" / "davis-gpu"
     summary = pd.read_csv(out / "results" / "summary.csv")
-    assert list(summary["method_id"]) == ["flow-th", "flow-sal", "appearance", "motion", "joint"]
+    assert list(summary["method_id"]) == ["flow-th", "flow-sal", "saliency", "appearance", "motion", "joint"]
     for dataset in ("davis2016_val", "youtube_objects", "segtrackv2"):
         assert summary[f"{dataset} J"].notna().all()
     assert (out / "results" / "report.html").stat().st_size > 0
     ran = {path.name for path in (out / "benchmarks").iterdir()}
     assert ran >= {"extract_images", "extract_frames", "encode_flow", "train_appearance", "infer_appearance", "bootstrap",
-                   "train_motion", "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th", "flow_sal",
+                   "train_motion", "infer_motion", "train_fusion", "infer_joint", "threshold_masks", "flow_th", "flow_sal", "saliency",
                    "score", "summarize", "write_roles", "render_report"}  # fmt: skip
     assert len(list((out / "flow").glob("*/*.h5"))) == 15 + 1 + 2 + 1 + 1  # compute_flow: no benchmark file
     funnel = pd.read_csv(out / "pseudo" / "funnel.csv").set_index("dataset")

@@ -230,9 +230,9 @@ CONFIG_CASES = [
         "benchmark only, with models: no default datasets, no training",
         lambda bundle: benchmark_only(models={"bundle": str(bundle)}),
         rules=frozenset({"synth_frames", "compute_flow", "encode_flow", "import_models", "infer_appearance", "infer_motion",
-                         "infer_joint", "flow_th", "flow_sal", "threshold_masks", "score", "summarize", "write_roles",
-                         "render_report", "effective_config", "all"}),
-        counts={"synth_frames": 1, "score": 5},  # the benchmark clip, and FusionSeg's five methods
+                         "infer_joint", "flow_th", "flow_sal", "saliency", "threshold_masks", "score", "summarize",
+                         "write_roles", "render_report", "effective_config", "all"}),
+        counts={"synth_frames": 1, "score": 6},  # the benchmark clip; FusionSeg's five methods and Saliency
     ),
     ConfigCase("benchmark only, trained here", lambda bundle: benchmark_only(),
                message="systems: fusionseg trains the appearance stream here, but there is no roles.appearance_train"),
@@ -240,7 +240,7 @@ CONFIG_CASES = [
         "tsn and segflow without weak video: no bootstrap",
         lambda bundle: without_weak_video(systems=["tsn", "segflow"]),
         rules=frozenset({"synth_frames", "compute_flow", "encode_flow", "train_tsn", "infer_tsn", "infer_tsn_pixel",
-                         "train_segflow", "infer_segflow", "infer_segflow_online", "threshold_masks", "score", "summarize",
+                         "train_segflow", "infer_segflow", "infer_segflow_online", "saliency", "threshold_masks", "score", "summarize",
                          "write_roles", "render_report", "effective_config", "all"}),
         counts={"train_tsn": 2, "train_segflow": 1},
     ),
@@ -353,7 +353,8 @@ class ResultChange:
 
 
 BELOW_MASKS = frozenset({"threshold_masks", "score", "summarize", "render_report", "effective_config", "all"})
-TSN_INFERENCE = frozenset({"infer_tsn", "infer_tsn_pixel", "infer_joint_tsn"})
+# The segment role shows Ours-Joint+TSN beside Ours-Joint: its sequences follow TSN inference.
+TSN_INFERENCE = frozenset({"infer_tsn", "infer_tsn_pixel", "infer_joint_tsn", "segment_sequence"})
 
 
 def unused_dataset(config: dict) -> None:
