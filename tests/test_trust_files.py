@@ -385,7 +385,7 @@ SILENT_CASES = [
          "--out {out}/m", "clip.h5: flow of 64x48, not the shape of", absent=("m",)),
     Case("video whose name is not UTF-8", SEGMENT.replace("{name}", "vid\udcff.mp4"), "vid\\udcff.mp4: the name is not valid UTF-8",
          absent=("seg",)),
-    Case("video whose stem is '..'", SEGMENT.replace("{name}", "...mp4"), "...mp4: sequence name '..' cannot name a folder",
+    Case("video whose stem is '..'", SEGMENT.replace("{name}", "...mp4"), "...mp4: no usable sequence name in this file name",
          absent=("seg",)),
     Case("sequence name that is not UTF-8", "synth --out {out}/frames --sequence clip\udcff --frames 2",
          "sequence name 'clip\\udcff' is not valid UTF-8", absent=("frames/JPEGImages",)),
