@@ -146,7 +146,7 @@ def _timed(run: Callable[[], object]) -> float:
 
 
 def flow_epe(data: Path) -> pd.DataFrame:
-    from fusionseg.flow.flo import read_flo
+    from fusionseg.io.flo import read_flo
     from fusionseg.flow.methods import make_backend, to_grey
     from fusionseg.io import read_image
 

@@ -34,10 +34,12 @@ import pandas as pd
 # threads slow a 2-thread run several-fold. Must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow import DATA, RESULTS, FlowPair, ground_truth_pairs, pair_errors  # noqa: E402  (benchmarks/flow.py)
+from fusionseg.flow.evaluate import pair_errors  # noqa: E402  (after OMP_WAIT_POLICY)
+from fusionseg.flow.ground_truth import FlowPair, ground_truth_pairs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"  # as benchmarks/flow.py
+RESULTS = REPO / "benchmarks" / "results"
 DAVIS = DATA / "davis2016"
 DAVIS_RESOLUTION = "240p"
 VALIDATION = ("breakdance-flare", "elephant", "lucia", "rhino", "swing")  # every 6th train sequence, from the 4th
@@ -72,7 +74,8 @@ def train_variant(exchange: str, iterations: int | None, work: Path, data: dict)
     """The variant's checkpoint (trained unless one with the same parameters exists) and training seconds."""
     from fusionseg.config import section_params
     from fusionseg.models import read_checkpoint
-    from fusionseg.segflow.data import AnnotatedPairs, ConcatFlowSources, FlowClips, FlowPairFolders
+    from fusionseg.segflow.data import AnnotatedPairs, FlowClips, FlowPairFolders
+    from fusionseg.train.data import ConcatSources
     from fusionseg.segflow.train import train_segflow
 
     params = section_params("segflow", {**OVERRIDES, "exchange": exchange, **({"iterations": iterations} if iterations else {})})
@@ -81,7 +84,7 @@ def train_variant(exchange: str, iterations: int | None, work: Path, data: dict)
     if out.is_file() and read_checkpoint(out)["config"] == params and timing.is_file():
         return out, params, json.loads(timing.read_text())["seconds"]
     start = time.perf_counter()
-    flow = ConcatFlowSources([FlowClips(data["synth_train"]), FlowPairFolders([DATA / "flow_gt" / "flyingchairs"])])
+    flow = ConcatSources([FlowClips(data["synth_train"]), FlowPairFolders([DATA / "flow_gt" / "flyingchairs"])])
     train_segflow(AnnotatedPairs(data["davis_train"]), flow, params, out)
     seconds = time.perf_counter() - start
     timing.write_text(json.dumps({"seconds": seconds, "load": os.getloadavg()}))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fusionseg.segment.outputs import OVERLAY
+from fusionseg.report.segmented import OVERLAY
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -47,7 +47,7 @@ def stand_in_bundle(folder: Path) -> Path:
     import torch
     import yaml
 
-    from fusionseg.models.bundle import export_bundle
+    from fusionseg.bundles.export import export_bundle
     from fusionseg.models.checkpoint import save_checkpoint
     from fusionseg.models.fusion import FusionModel
     from fusionseg.models.stream import StreamModel

@@ -20,7 +20,7 @@ from fusionseg.errors import FusionSegError
 from fusionseg.signals import Terminated, signals_as_exceptions
 
 # Pipeline order; it is also the order of the subcommands in --help.
-STAGES = ("datasets", "flow", "models", "train", "infer", "tsn", "segflow", "bootstrap", "shards", "baselines", "metrics", "report", "segment")
+STAGES = ("datasets", "flow", "models", "train", "infer", "tsn", "segflow", "bootstrap", "shards", "baselines", "metrics", "report", "segment", "bundles")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _validate_config(args: argparse.Namespace) -> None:
     from fusionseg.config import EFFECTIVE_CONFIG, ROLES, check_fusionseg_data, load_config, role_sequences, run_config_path
-    from fusionseg.models.bundle import check_models_config
+    from fusionseg.bundles.importing import check_models_config
 
     path = run_config_path(args.config) if os.path.isdir(args.config) else args.config
     config = load_config(path)

@@ -1,4 +1,5 @@
-"""The one device choice every step makes: auto (CUDA when present), cpu or cuda."""
+"""The one device choice every step makes: auto (CUDA when present), cpu or cuda; and the one CPU
+thread count every step's --threads sets."""
 
 from __future__ import annotations
 
@@ -25,3 +26,17 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cuda":
         log.warning("device cuda requested but CUDA is not available: running on the CPU")
     return torch.device("cpu")
+
+
+def set_threads(threads: int | None) -> None:
+    """Match the job's CPU allocation (--threads): torch and OpenCV otherwise start a thread per core.
+    None leaves their own choice; 0 or a negative count is a ConfigError, never silently ignored."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError(f"--threads: must be at least 1 (got {threads})")
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)

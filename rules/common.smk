@@ -22,7 +22,7 @@ from fusionseg.config import (
 )
 from fusionseg.errors import ConfigError
 from fusionseg.datasets.catalog import IMAGE_LAYOUTS, NAME_PATTERN
-from fusionseg.models.bundle import check_models_config
+from fusionseg.bundles.importing import check_models_config
 
 # Schema defaults filled in and roles checked (datasets declared, no unintended overlap) before any job;
 # models from elsewhere (a bundle, or three checkpoints) mean no training role and the bundle's flow
@@ -252,59 +252,8 @@ def check_resource_rules() -> None:
         )
 
 
-def frame_outputs() -> dict:
-    """The per-sequence pieces of a DAVIS-layout root that one frames job writes."""
-    root = f"{OUT}/frames/{{dataset}}"
-    return {
-        "frames": directory(f"{root}/JPEGImages/480p/{{seq}}"),
-        "masks": directory(f"{root}/Annotations/480p/{{seq}}"),
-        "source_masks": directory(f"{root}/Annotations/source/{{seq}}"),
-        "boxes": f"{root}/Boxes/{{seq}}.csv",
-        "table": f"{root}/Tables/{{seq}}.csv",
-    }
-
-
-def synth_flags(wildcards) -> str:
-    spec = config["datasets"][wildcards.dataset]["synthetic"]
-    return (
-        f"--frames {spec['frames']} --height {spec['height']} --width {spec['width']} "
-        f"--max-objects {spec['max_objects']} --seed {spec['seed']}"
-        + ("" if config["datasets"][wildcards.dataset]["merge_objects"] else " --no-merge-objects")
-    )
-
-
-def extract_flags(wildcards) -> str:
-    """extract-frames options of a dataset; every one changes the frames, so all are params."""
-    dataset = config["datasets"][wildcards.dataset]
-    flags = [
-        f"--layout {dataset['layout']}",
-        f"--resolution {shlex.quote(dataset['resolution'])}",
-        f"--mask-threshold {dataset['mask_threshold']}",
-    ]
-    for key, flag in (("max_side", "--max-side"), ("max_frames", "--max-frames")):
-        if dataset.get(key) is not None:
-            flags.append(f"{flag} {dataset[key]}")
-    if not dataset["merge_objects"]:
-        flags.append("--no-merge-objects")
-    if dataset["boxes_from_masks"]:
-        flags.append("--boxes-from-masks")
-    return " ".join(flags)
-
-
 def image_manifest(dataset: str) -> str:
     return f"{OUT}/images/{dataset}/manifest.csv"
-
-
-def extract_images_flags(wildcards) -> str:
-    """extract-images options of a dataset: only the keys its layout reads (the CLI rejects the others)."""
-    dataset = config["datasets"][wildcards.dataset]
-    flags = [f"--layout {dataset['layout']}"]
-    if dataset["layout"] == "images":
-        flags += [f"--images {shlex.quote(dataset['images'])}", f"--masks {shlex.quote(dataset['masks'])}"]
-        flags.append(f"--mask-threshold {dataset['mask_threshold']}")
-    keys = {"list": "--list", "void_label": "--void-label", "split": "--split", "sbd_root": "--sbd-root", "max_side": "--max-side"}
-    flags += [f"{flag} {shlex.quote(str(dataset[key]))}" for key, flag in keys.items() if dataset.get(key) is not None]
-    return " ".join(flags)
 
 
 def appearance_source_flags(wildcards, input) -> str:
@@ -312,136 +261,9 @@ def appearance_source_flags(wildcards, input) -> str:
     return " ".join([quoted("--frames", input.frames), *(quoted("--images", [m]) for m in input.images)]).strip()
 
 
-def flow_rgb_flags() -> str:
-    section = config["flow_rgb"]
-    flags = f"--normalization {section['normalization']}"
-    if section.get("max_flow") is not None:
-        flags += f" --max-flow {section['max_flow']}"
-    return flags
-
-
-def layout_root(wildcards, output) -> str:
-    """The DAVIS-layout root of a frames job, from its own Tables/<seq>.csv output."""
-    return str(Path(output.table).parents[1])
-
-
-def manifest_flag(wildcards, input) -> str:
-    return " ".join(quoted("--manifest", [manifest]) for manifest in input.manifest)
-
-
-def annotated_flags(wildcards, input) -> str:
-    """One `--annotated FRAMES FLOW_RGB` per annotated sequence the motion stream also trains on."""
-    return " ".join(quoted("--annotated", pair) for pair in zip(input.frames, input.flow_rgb))
-
-
 def parent_dir(paths) -> str:
     return str(Path(paths[0]).parent)
 
 
-def scored_sequences(method: str, dataset: str, role: str) -> list[str]:
-    return [seq for d, seq in method_pairs(method, role) if d == dataset]
-
-
-def score_inputs(role: str) -> dict:
-    return {
-        "pred": lambda w: [masks_dir(w.method, w.dataset, s) for s in scored_sequences(w.method, w.dataset, role)],
-        "gt": lambda w: [frames_dir(w.dataset, s) for s in scored_sequences(w.method, w.dataset, role)],
-    }
-
-
-def score_flags(role: str):
-    """The protocol, frame selection and object handling of one (method, dataset) score job."""
-
-    def flags(wildcards) -> str:
-        dataset = config["datasets"][wildcards.dataset]
-        semi = wildcards.method in SEMI_SUPERVISED_METHODS
-        parts = [
-            quoted("--sequences", [",".join(scored_sequences(wildcards.method, wildcards.dataset, role))]),
-            f"--frames {dataset['score_frames']}",
-            f"--protocol {'semi-supervised' if semi else 'unsupervised'}",
-        ]
-        if semi and not dataset["merge_objects"]:
-            parts.append("--per-object")
-        return " ".join(parts)
-
-    return flags
-
-
-# TSN's inference settings: params of its inference rules, so changing them never retrains TSN.
-TSN_INFERENCE_KEYS = ("top_k", "mem_every")
-
-
-def tsn_inference_flags() -> str:
-    """TSN's inference settings as infer-tsn flags (--top-k, --mem-every)."""
-    return " ".join(f"--{key.replace('_', '-')} {config['tsn'][key]}" for key in TSN_INFERENCE_KEYS)
-
-
-def tsn_training_params(wildcards) -> str:
-    """What of the tsn section changes what train-tsn learns; the ablation model is the same with the
-    pixel stream alone (tsn.ablation itself only says whether the workflow trains it)."""
-    section = result_settings("tsn", config["tsn"])
-    section = {key: value for key, value in section.items() if key not in ("ablation", "anchors", *TSN_INFERENCE_KEYS)}
-    if wildcards.tsn_model == "tsn-pixel":
-        section["streams"] = "pixel"
-    return as_json(section)
-
-
 def segment_dir(dataset: str, seq: str) -> str:
     return f"{OUT}/segment/{dataset}/{seq}"
-
-
-def import_sources(wildcards) -> str:
-    """import-models' inputs: the bundle, or one flag per checkpoint."""
-    return " ".join(f"--{key} {shlex.quote(path)}" for key, path in sorted(config["models"].items()))
-
-
-def segment_source_flags(wildcards) -> str:
-    """Where the overlay videos read native-size frames: the dataset's source (synthetic clips are
-    rendered at their native size, so their frame folder is the source)."""
-    dataset = config["datasets"][wildcards.dataset]
-    if dataset["layout"] == "synthetic":
-        return ""
-    return f"--source {shlex.quote(dataset['root'])} --layout {dataset['layout']} --resolution {shlex.quote(dataset['resolution'])}"
-
-
-def report_input_flags(wildcards, input) -> str:
-    """The report's optional inputs as flags: a config without a benchmark (segment only) has no summary,
-    scores or overlay strips, and models from elsewhere (no bootstrap) no funnel."""
-    flags = [quoted(f"--{name}", input[name]) for name in ("summary", "scores", "funnel", "quality", "segment")]
-    flags.append(quoted("--frames-root", [f"{d}={OUT}/frames/{d}" for d in BENCHMARK_DATASETS]))
-    if input.flow_rgb:
-        flags.append(quoted("--flow-rgb-root", [Path(input.flow_rgb[0]).parents[1]]))
-    if input.masks:
-        flags.append(quoted("--masks-root", [Path(input.masks[0]).parents[2]]))
-    if input.routing:
-        flags.append(quoted("--routing-root", [Path(input.routing[0]).parents[1]]))
-    return " ".join(flag for flag in flags if flag)
-
-
-def write_effective_config(path: str, log_path: str) -> None:
-    """The config of this run, schema defaults filled, for export-models and validate-config."""
-    import yaml
-
-    from fusionseg.io import atomic_file
-
-    header = (
-        f"# The config every result below {OUT} was made with (schema defaults filled), written when the\n"
-        "# default target completed; how-it-runs settings (devices, resources) are those of the run that\n"
-        "# last changed a result. fusionseg export-models records it; fusionseg validate-config reads it.\n"
-    )
-    with atomic_file(path) as tmp:
-        Path(tmp).write_text(header + yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
-    Path(log_path).write_text(f"{path}: written\n")
-
-
-def write_roles_csv(path: str, members: list[tuple[str, str, str]], log_path: str) -> None:
-    """The role of every sequence, for the report (role, dataset, sequence)."""
-    import csv
-
-    from fusionseg.io import atomic_file
-
-    with atomic_file(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["role", "dataset", "sequence"])
-        writer.writerows(members)
-    Path(log_path).write_text(f"{path}: {len(members)} role assignment(s)\n")

@@ -1,5 +1,8 @@
 """Optical flow: raw float flow per sequence (GPU when present), then its Middlebury colour coding."""
 
+include: "helpers/flow.smk"
+
+
 FLOW_METHOD = config["flow"]["method"]
 FLOW_OPTIONS = dict(config["flow"].get(FLOW_METHOD.replace("-", "_"), {}))
 # flow.method segflow without a model of its own: the flow branch of the SegFlow trained here.

@@ -1,5 +1,8 @@
 """Frames: every sequence of every role as a DAVIS-layout folder (synthetic clips or extracted)."""
 
+include: "helpers/frames.smk"
+
+
 SYNTHETIC_DATASETS = [n for n, d in config["datasets"].items() if d["layout"] == "synthetic"]
 EXTRACTED_DATASETS = [n for n in config["datasets"] if n not in SYNTHETIC_DATASETS]
 

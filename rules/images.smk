@@ -1,5 +1,8 @@
 """Still-image datasets (layouts images, pascal-voc): checked and cached once, for the appearance stream."""
 
+include: "helpers/images.smk"
+
+
 rule extract_images:
     output:
         manifest=image_manifest("{dataset}"),

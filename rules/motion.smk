@@ -1,5 +1,8 @@
 """Motion stream: trained on the bootstrapped pseudo labels (and, if configured, annotated video)."""
 
+include: "helpers/motion.smk"
+
+
 MOTION_MODEL = f"{OUT}/models/motion.pt"
 ANNOTATED_MOTION_PAIRS = sequences_of("appearance_train") if MOTION_FROM_ANNOTATED else []
 USE_SHARDS = "shards" in config["motion_sources"]

@@ -1,5 +1,8 @@
 """Summary table (methods x datasets) and the self-contained HTML report."""
 
+include: "helpers/report.smk"
+
+
 SUMMARY_CSV = f"{OUT}/results/summary.csv"
 REPORT_HTML = f"{OUT}/results/report.html"
 VALIDATION_SUMMARY_CSV = f"{OUT}/results/validation/summary.csv"

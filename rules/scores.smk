@@ -3,6 +3,8 @@ ground truth at its native size (Annotations/source of the frame folders). The b
 into results/scores, the validation split (settings are chosen there) into results/validation/scores.
 Semi-supervised methods are scored with that protocol, per object where a dataset keeps object ids."""
 
+include: "helpers/scores.smk"
+
 
 rule score:
     input:

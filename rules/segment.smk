@@ -4,6 +4,9 @@ them the Saliency row's and, with TSN, Ours-Joint+TSN's masks and overlays); nev
 Models from elsewhere (`models:` a bundle, or three checkpoints) are checked and unpacked here, and no
 training rule is planned."""
 
+include: "helpers/segment.smk"
+
+
 SEGMENT_PAIRS = sequences_of("segment")
 IMPORTED_PROVENANCE = f"{OUT}/models/imported/provenance.json"
 

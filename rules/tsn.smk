@@ -3,6 +3,9 @@ masks) of appearance_train, run on the scored sequences from their first annotat
 with tsn.ablation, tsn-pixel), and, with FusionSeg, from Ours-Joint's mask on one frame of its choosing
 (method joint-tsn: fully automatic, no ground truth at test time)."""
 
+include: "helpers/tsn.smk"
+
+
 rule train_tsn:
     input:
         frames=each(frames_dir, APPEARANCE_TRAIN_PAIRS),

@@ -31,6 +31,17 @@ def systems_run(tmp_path_factory) -> Path:
     return workdir
 
 
+# Fixtures that run the workflow's DAG for real: every test that uses one, directly or through another
+# fixture, is marked `slow` (pyproject's markers; `-m "not slow"` leaves them out, CI runs them all).
+WHOLE_DAG_FIXTURES = {"systems_run", "tiny_run", "miniature_run"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if WHOLE_DAG_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run a test with torch on one CPU thread, restoring the thread count afterwards."""

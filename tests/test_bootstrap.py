@@ -184,6 +184,8 @@ def test_cli_end_to_end(weak_video, tmp_path, capsys):
     assert "kept 4 of 7 candidate frames (8 frames)" in capsys.readouterr().out
     for name in ("manifest.csv", "funnel.csv", "quality.csv"):
         assert (out / name).is_file()
+        assert len(pd.read_csv(out / name)) > 0, name
+    assert len(ShardDataset(out / "manifest.csv")) == 4  # the kept frames, each readable from its shard
     assert main(["verify-shards", str(out / "manifest.csv")]) == 0
     assert main(args[:-1] + [args[-1], "extra"]) == 2
     assert "must list the same sequences" in capsys.readouterr().err

@@ -19,20 +19,17 @@ import torch
 import yaml
 from snakemake_support import dry_run, job_counts, write_config
 
+from fusionseg.bundles import export as bundle_export
+from fusionseg.bundles import manifest as bundle_manifest
+from fusionseg.bundles.export import export_bundle
+from fusionseg.bundles.importing import check_models_config
+from fusionseg.bundles.manifest import MANIFEST_CHECKSUM, MANIFEST_NAME
+from fusionseg.bundles.verify import extract_models, read_bundle, read_manifest
 from fusionseg.cli import main
 from fusionseg.config import EFFECTIVE_CONFIG, check_config
 from fusionseg.errors import ConfigError, InputError
-from fusionseg.models import bundle as bundle_module
-from fusionseg.models.bundle import (
-    MANIFEST_CHECKSUM,
-    MANIFEST_NAME,
-    check_models_config,
-    export_bundle,
-    extract_models,
-    read_bundle,
-    read_manifest,
-)
-from fusionseg.models.checkpoint import file_sha256, load_model, save_checkpoint
+from fusionseg.io import file_sha256
+from fusionseg.models.checkpoint import load_model, save_checkpoint
 from fusionseg.models.fusion import FusionModel
 from fusionseg.models.stream import StreamModel
 from fusionseg.tsn.infer import load_tsn
@@ -175,7 +172,7 @@ def test_davis_training_data_puts_its_licence_in_the_manifest() -> None:
         "appearance": {"weights": "imagenet"},
         "motion": {"weights": "none"},
     }
-    note = bundle_module.licence_note(config)
+    note = bundle_export.licence_note(config)
     assert "CC BY-NC" in note and "non-commercial" in note and "ImageNet" in note
 
 
@@ -189,11 +186,11 @@ def test_working_size_of_native_size_video_comes_from_the_run_frame_tables(tmp_p
         "datasets": {"clips": {"layout": "video", "root": str(tmp_path / "videos")}, **TRAINING_CONFIG["datasets"]},
         "roles": {"appearance_train": [{"dataset": "clips"}, {"dataset": "synth", "sequences": ["clip000"]}]},
     })  # fmt: skip
-    assert bundle_module.training_max_side(config, tmp_path / "run") is None  # not extracted: unknown
+    assert bundle_export.training_max_side(config, tmp_path / "run") is None  # not extracted: unknown
     table = tmp_path / "run" / "frames" / "clips" / "Tables" / "walk.csv"
     table.parent.mkdir(parents=True)
     pd.DataFrame({"index": [0, 1], "width": [100, 100], "height": [60, 60]}).to_csv(table, index=False)
-    assert bundle_module.training_max_side(config, tmp_path / "run") == 100
+    assert bundle_export.training_max_side(config, tmp_path / "run") == 100
 
 
 def test_weights_are_stored_as_float16_and_load_as_float32(bundle, trained, tmp_path) -> None:
@@ -342,7 +339,8 @@ def test_three_checkpoints_plan_no_training_either(trained, tmp_path) -> None:
 
 
 def test_import_models_unpacks_a_verified_bundle(bundle, tmp_path) -> None:
-    from fusionseg.models.bundle import FlowConvention, import_models
+    from fusionseg.bundles.importing import import_models
+    from fusionseg.bundles.manifest import FlowConvention
 
     provenance = import_models(tmp_path / "imported", FlowConvention("tvl1", {}, "per_frame", None), bundle=bundle)
     assert provenance["bundle_sha256"] == file_sha256(bundle)
@@ -354,7 +352,8 @@ def test_import_models_unpacks_a_verified_bundle(bundle, tmp_path) -> None:
 
 
 def test_import_models_checks_single_checkpoints_against_their_places(trained, tmp_path) -> None:
-    from fusionseg.models.bundle import FlowConvention, import_models
+    from fusionseg.bundles.importing import import_models
+    from fusionseg.bundles.manifest import FlowConvention
 
     models = {name: trained / "run" / "models" / f"{name}.pt" for name in ("appearance", "motion", "fusion")}
     flow = FlowConvention("tvl1", {}, "per_frame", None)
@@ -368,7 +367,7 @@ def test_import_models_checks_single_checkpoints_against_their_places(trained, t
 
 
 def test_shipped_bundle_is_checked_and_says_its_terms() -> None:
-    path = bundle_module.default_bundle_path()
+    path = bundle_manifest.default_bundle_path()
     if not path.is_file():
         pytest.skip(f"{path} not built yet (fusionseg/bundles/README.md says how)")
     shipped = read_bundle(path)
@@ -379,7 +378,7 @@ def test_shipped_bundle_is_checked_and_says_its_terms() -> None:
 
 
 def test_missing_default_bundle_says_how_to_get_one(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(bundle_module, "default_bundle_path", lambda: tmp_path / "davis-cpu.zip")
+    monkeypatch.setattr(bundle_manifest, "default_bundle_path", lambda: tmp_path / "davis-cpu.zip")
     clip = tmp_path / "frames"
     clip.mkdir()
     line = one_error_line(capsys, ["segment", str(clip), "--out", str(tmp_path / "out")])

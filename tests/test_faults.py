@@ -31,9 +31,8 @@ from fusionseg.cli import main
 from fusionseg.datasets.layout import Sequence
 from fusionseg.errors import InputError
 from fusionseg.infer.probs import write_probs
-from fusionseg.io import atomic_file, write_image, write_mask
+from fusionseg.io import atomic_file, file_sha256, load_torch, write_image, write_mask
 from fusionseg.models.checkpoint import read_checkpoint
-from fusionseg.shards.writer import file_sha256
 from fusionseg.train.loop import Trainer, resume_path
 
 FRAMES = 6
@@ -363,7 +362,7 @@ def test_ctrl_c_during_training_keeps_only_the_resume_file(inputs: Path, tmp_pat
 
 SIGNAL_INSIDE_HDF5_IO = """
 import signal, sys
-import fusionseg.io as io
+import fusionseg.io.hdf5 as io
 
 class CtrlCOnThirdWrite:  # a file whose third write gets a Ctrl-C: its handler runs inside HDF5's I/O
     def __init__(self, raw):
@@ -473,7 +472,7 @@ def test_concurrent_extractions_publish_one_after_the_other(tmp_path: Path) -> N
 
 
 def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
-    from fusionseg.io import _HOST
+    from fusionseg.io.atomic import _HOST
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".out.h5.{_HOST}-{int(dead.stdout)}.abcd1234.tmp"
@@ -528,6 +527,7 @@ def test_resume_after_the_data_changed_starts_again(inputs: Path, tmp_path: Path
         patched.setattr(Trainer, "_step", stop_at_iteration_four)
         assert main(train_fusion_argv(inputs, "clip", out)) == 130
     assert resume_path(out).is_file()
+    assert {"model", "optimizer", "iteration"} <= set(load_torch(resume_path(out), "resume file"))
     assert main(train_fusion_argv(inputs, "other", out)) == 0
     assert "written for other training data" in caplog.text
     assert main(train_fusion_argv(inputs, "other", tmp_path / "clean.pt")) == 0

@@ -12,8 +12,9 @@ import pytest
 
 from fusionseg.cli import main
 from fusionseg.flow import read_flow_h5
-from fusionseg.flow.flo import read_flo, read_kitti_flow, write_flo, write_kitti_flow
 from fusionseg.flow.sequence import CONVENTION, frame_pairs, read_flow_attrs
+from fusionseg.errors import InputError
+from fusionseg.io.flo import FLO_TAG, read_flo, read_kitti_flow, write_flo, write_kitti_flow
 from fusionseg.io import OUTPUT_MARKER, read_image, write_image
 
 HEIGHT, WIDTH = 48, 64
@@ -170,6 +171,41 @@ def test_flo_round_trip(tmp_path: Path) -> None:
     flow = np.random.default_rng(0).normal(size=(5, 7, 2)).astype(np.float32)
     write_flo(tmp_path / "f.flo", flow)
     np.testing.assert_array_equal(read_flo(tmp_path / "f.flo"), flow)
+
+
+def test_flo_files_are_opencvs(tmp_path: Path) -> None:
+    """The .flo codec writes and reads the files OpenCV's writeOpticalFlow and readOpticalFlow do
+    (it uses them, with the checks they lack: fusionseg.io.flo)."""
+    import cv2
+
+    flow = np.random.default_rng(1).normal(size=(6, 9, 2)).astype(np.float32)
+    write_flo(tmp_path / "ours.flo", flow)
+    assert cv2.writeOpticalFlow(str(tmp_path / "opencv.flo"), flow)
+    assert (tmp_path / "ours.flo").read_bytes() == (tmp_path / "opencv.flo").read_bytes()
+    np.testing.assert_array_equal(cv2.readOpticalFlow(str(tmp_path / "ours.flo")), flow)
+    np.testing.assert_array_equal(read_flo(tmp_path / "opencv.flo"), flow)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("tag.flo", b"PIEX" + bytes(8), "not a Middlebury .flo file (bad header tag)"),
+        ("negative.flo", np.array([FLO_TAG], "<f4").tobytes() + np.array([-5, 3], "<i4").tobytes() + bytes(40),
+         "truncated or malformed .flo (52 bytes, expected -108 for -5x3)"),
+        ("huge.flo", np.array([FLO_TAG], "<f4").tobytes() + np.array([2**30, 2**30], "<i4").tobytes(), "truncated or malformed .flo"),
+        ("trailing.flo", np.array([FLO_TAG], "<f4").tobytes() + np.array([1, 1], "<i4").tobytes() + bytes(9),
+         "truncated or malformed .flo (21 bytes, expected 20 for 1x1)"),
+        ("short.flo", np.array([FLO_TAG], "<f4").tobytes() + np.array([2, 2], "<i4").tobytes() + bytes(8), "truncated or malformed .flo"),
+        ("nan.flo", np.array([FLO_TAG], "<f4").tobytes() + np.array([1, 1], "<i4").tobytes() + np.array([np.nan, 0], "<f4").tobytes(),
+         "holds NaN or infinite flow values"),
+    ],
+)
+def test_bad_flo_files_are_one_line_errors(tmp_path: Path, name: str, content: bytes, problem: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(InputError) as excinfo:
+        read_flo(tmp_path / name)
+    assert str(excinfo.value).startswith(f"{tmp_path / name}: {problem}")
+    assert "\n" not in str(excinfo.value)
 
 
 @pytest.mark.shared_data

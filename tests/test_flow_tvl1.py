@@ -209,7 +209,7 @@ def test_schema_defaults_match_solver_defaults() -> None:
 
 @pytest.mark.shared_data
 def test_rubberwhale_epe(shared_data, one_torch_thread) -> None:
-    from fusionseg.flow.flo import read_flo
+    from fusionseg.io.flo import read_flo
     from fusionseg.flow.methods import to_grey
     from fusionseg.io import read_image
 

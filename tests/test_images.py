@@ -21,8 +21,7 @@ from fusionseg.config import ROLES, check_config
 from fusionseg.datasets.image_cache import ImageMaskSamples, read_image_manifest
 from fusionseg.datasets.images import VOID, ImageSetOptions, open_image_set
 from fusionseg.errors import ConfigError, InputError
-from fusionseg.io import OUTPUT_MARKER, write_image
-from fusionseg.shards.writer import file_sha256
+from fusionseg.io import OUTPUT_MARKER, file_sha256, write_image
 from fusionseg.train.data import IGNORE, ConcatSources, sample_batch
 from fusionseg.train.streams import pixel_cross_entropy
 from snakemake_support import dry_run, job_counts, run_snakemake, write_config

@@ -13,8 +13,8 @@ from fusionseg.errors import InputError
 from fusionseg.infer import read_probs, read_probs_attrs, write_probs
 from fusionseg.infer.masks import write_masks
 from fusionseg.infer.run import infer_joint, infer_stream
-from fusionseg.io import OUTPUT_MARKER, read_mask, write_image
-from fusionseg.models import FusionModel, StreamModel, file_sha256, save_checkpoint
+from fusionseg.io import OUTPUT_MARKER, file_sha256, read_mask, write_image
+from fusionseg.models import FusionModel, StreamModel, save_checkpoint
 from fusionseg.models.fusion import log_probabilities
 from fusionseg.models.stream import foreground_probability
 

@@ -13,12 +13,11 @@ from fusionseg.errors import InputError
 from fusionseg.io import read_mask
 from fusionseg.metrics.masks import read_foreground
 from fusionseg.metrics.measures import (
-    boundary_f,
     boundary_map,
     boundary_radius,
     decay_bin_edges,
     dilate_disk,
-    disk_footprint,
+    frame_pair_scores,
     frame_scores,
     jaccard,
     sequence_statistics,
@@ -100,6 +99,18 @@ def test_radius_and_disk():
     assert np.array_equal(disk_footprint(8), reference_disk(8))
     assert np.array_equal(disk_footprint(1), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=np.uint8))
     assert disk_footprint(8).sum() == 197  # lattice points with dx^2 + dy^2 <= 64
+
+
+def disk_footprint(radius: int) -> np.ndarray:
+    """The disk dilate_disk dilates by: one pixel dilated (the package has no footprint function)."""
+    point = np.zeros((2 * radius + 1, 2 * radius + 1), np.uint8)
+    point[radius, radius] = 1
+    return dilate_disk(point, radius)
+
+
+def boundary_f(pred: np.ndarray, gt: np.ndarray, radius: int) -> float:
+    """Boundary measure F of one frame, as score() computes it (frame_pair_scores)."""
+    return frame_pair_scores(pred, gt, radius)[1]
 
 
 @pytest.mark.parametrize("radius", [0, 1, 2, 3, 5, 8, 11, 16])

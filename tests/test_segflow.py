@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -17,19 +19,20 @@ from fusionseg.datasets.layout import Sequence
 from fusionseg.datasets.synthetic import SynthParams, write_clip
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.flow import read_flow_h5
-from fusionseg.flow.flo import write_flo
+from fusionseg.io.flo import write_flo
 from fusionseg.flow.methods import make_backend
 from fusionseg.flow.sequence import compute_sequence_flow, read_flow_attrs
 from fusionseg.infer.probs import read_probs
 from fusionseg.io import write_image, write_mask
 from fusionseg.models import read_checkpoint, save_checkpoint
-from fusionseg.segflow.data import AnnotatedPairs, ConcatFlowSources, FlowClips, FlowPairFolders, JointBatches
+from fusionseg.segflow.data import AnnotatedPairs, FlowClips, FlowPairFolders, JointBatches
 from fusionseg.segflow.infer import online_finetune
 from fusionseg.segflow.losses import SCALE_WEIGHTS, balanced_cross_entropy, downsample_flow, multiscale_epe
 from fusionseg.segflow.model import EXCHANGES, FLOW_SCALE, SegFlowNet, load_segflow
 from fusionseg.config import section_params
 from fusionseg.segflow.train import train_segflow
 from fusionseg.train import loop
+from fusionseg.train.data import ConcatSources
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -266,6 +269,19 @@ def test_flow_method_runs_the_flow_branch_through_make_backend(clips, tmp_path):
         make_backend("segflow", {"modle": str(model)}, "cpu")
 
 
+def test_flow_method_segflow_is_registered_by_the_segflow_package():
+    """The flow stage never imports SegFlow: importing fusionseg.segflow registers the method, and
+    without it the flow stage says which package provides it."""
+    code = (
+        "from fusionseg.errors import ConfigError\n"
+        "from fusionseg.flow.methods import make_backend\n"
+        "try:\n    make_backend('segflow', {'model': 'segflow.pt'}, 'cpu')\n"
+        "except ConfigError as exc:\n    print(exc)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "import fusionseg.segflow" in run.stdout
+
+
 def test_bad_input_is_named(clips, tmp_path):
     with pytest.raises(ConfigError, match="segflow.exchange"):
         section_params("segflow", {"exchange": "sideways"})
@@ -288,7 +304,7 @@ def test_bad_input_is_named(clips, tmp_path):
     with pytest.raises(InputError, match="FlyingChairs naming"):
         FlowPairFolders([bare])
     with pytest.raises(InputError, match="no flow training data"):
-        ConcatFlowSources([FlowPairFolders([])])
+        ConcatSources([FlowPairFolders([])], "flow training data")
     stream = tmp_path / "stream.pt"
     from fusionseg.models import StreamModel
 

@@ -16,17 +16,18 @@ import pytest
 from snakemake_support import dry_run, job_counts, run_snakemake, write_config
 from test_bundle import bundle_config, rewrite_bundle, write_training_run
 
+from fusionseg.bundles.export import export_bundle
 from fusionseg.cli import main
 from fusionseg.datasets.layout import Sequence
 from fusionseg.datasets.raw import RawSequence
 from fusionseg.datasets.writer import ExtractOptions, write_sequence
 from fusionseg.infer.probs import write_probs
-from fusionseg.io import read_mask, write_image
-from fusionseg.models.bundle import export_bundle
-from fusionseg.models.checkpoint import file_sha256
+from fusionseg.io import file_sha256, read_mask, write_image
 from fusionseg.models.u2net import shipped_weights
-from fusionseg.segment.outputs import SegmentInputs, shown_outputs, write_segment_outputs
-from fusionseg.segment.video import read_video, video_fps
+from fusionseg.report.segmented import shown_outputs
+from fusionseg.segment.outputs import SegmentInputs, write_segment_outputs
+from fusionseg.datasets.readers import read_video_source
+from fusionseg.segment.video import video_fps
 
 SOURCE_SIZE = (96, 72)  # the bundle was trained at max_side 64: the networks see 64x48
 
@@ -37,6 +38,11 @@ def bundle(tmp_path_factory) -> Path:
     path = folder / "bundle.zip"
     export_bundle(write_training_run(folder), path, models_dir=folder / "run" / "models", scores=False)
     return path
+
+
+def read_video(path: Path):
+    """A video's frames as RGB arrays, decoded as the package reads source videos (datasets.readers)."""
+    return (rgb for _, rgb in read_video_source(Path(path), None).frames())
 
 
 def moving_square(index: int, size: tuple[int, int] = SOURCE_SIZE) -> np.ndarray:
@@ -227,6 +233,13 @@ def test_joint_tsn_shows_saliency_and_what_it_was_made_from(segmented) -> None:
     assert isinstance(record["tsn_seed_frame"], int)  # -1: the untrained Ours-Joint found no object to seed from
     for name in ("masks-saliency", "masks-joint", "overlay-saliency.webm", "overlay-joint.webm"):
         assert name in record["outputs"] and (out / "square" / name).exists()
+    width, height = record["source_size"]
+    for name in ("masks-saliency", "masks-joint"):  # one mask per frame, at the source's size
+        masks = sorted((out / "square" / name).glob("*.png"))
+        assert len(masks) == record["frames"] and all(read_mask(m).shape == (height, width) for m in masks)
+    for name in ("overlay-saliency.webm", "overlay-joint.webm"):
+        frames = list(read_video(out / "square" / name))
+        assert len(frames) == record["frames"] and frames[0].shape[:2] == (height - height % 2, width - width % 2)
 
 
 def test_report_plays_every_overlay_and_plots_mask_areas(segmented) -> None:

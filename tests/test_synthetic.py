@@ -12,7 +12,7 @@ from fusionseg.cli import main
 from fusionseg.datasets.layout import Sequence
 from fusionseg.datasets.synthetic import SynthParams, render_clip
 from fusionseg.datasets.writer import mask_box
-from fusionseg.flow.flo import read_flo
+from fusionseg.io.flo import read_flo
 
 PARAMS = SynthParams(frames=8, height=96, width=128, max_objects=2, seed=2017)
 CLIPS = [f"clip{i:03d}" for i in range(4)]

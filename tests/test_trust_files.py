@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -34,12 +35,11 @@ from test_bundle import rewrite_bundle
 from test_faults import check_one_line, inputs  # inputs: test_faults' fixture, shared here
 from test_segment import bundle, write_clip  # bundle: test_segment's tiny bundle fixture
 
+from fusionseg.bundles.manifest import MANIFEST_CHECKSUM, MANIFEST_NAME, MAX_MEMBER_BYTES
 from fusionseg.cli import main
 from fusionseg.errors import OutputError
-from fusionseg.flow.flo import FLO_TAG
 from fusionseg.infer.probs import write_probs
 from fusionseg.io import OUTPUT_MARKER, check_replaceable, write_image, write_mask
-from fusionseg.models.bundle import MANIFEST_CHECKSUM, MANIFEST_NAME, MAX_MEMBER_BYTES
 from fusionseg.models.checkpoint import save_checkpoint
 from fusionseg.models.fusion import FusionModel
 
@@ -141,10 +141,7 @@ def _flo_files(root: Path) -> None:
     for name, value in (("nan", np.nan), ("inf", np.inf)):
         flow = np.zeros((12, 16, 2), np.float32)
         flow[3, 4, 0] = value
-        with open(root / f"{name}.flo", "wb") as fh:
-            np.array([FLO_TAG], "<f4").tofile(fh)
-            np.array([16, 12], "<i4").tofile(fh)
-            flow.astype("<f4").tofile(fh)
+        assert cv2.writeOpticalFlow(str(root / f"{name}.flo"), flow)
 
 
 class Payload:
@@ -388,7 +385,7 @@ SILENT_CASES = [
          "--out {out}/m", "clip.h5: flow of 64x48, not the shape of", absent=("m",)),
     Case("video whose name is not UTF-8", SEGMENT.replace("{name}", "vid\udcff.mp4"), "vid\\udcff.mp4: the name is not valid UTF-8",
          absent=("seg",)),
-    Case("video whose stem is '..'", SEGMENT.replace("{name}", "...mp4"), "...mp4: sequence name '..' cannot name a folder",
+    Case("video whose stem is '..'", SEGMENT.replace("{name}", "...mp4"), "...mp4: no usable sequence name in this file name",
          absent=("seg",)),
     Case("sequence name that is not UTF-8", "synth --out {out}/frames --sequence clip\udcff --frames 2",
          "sequence name 'clip\\udcff' is not valid UTF-8", absent=("frames/JPEGImages",)),

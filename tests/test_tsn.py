@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from fusionseg.cli import main
+from fusionseg.datasets.raw import MaskSource, RawSequence
 from fusionseg.datasets.synthetic import SynthParams, render_clip, write_clip
+from fusionseg.datasets.writer import write_sequence
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.infer.probs import read_object_ids, read_probs, read_probs_attrs, write_probs
 from fusionseg.io import write_image, write_labels, write_mask
@@ -22,9 +24,8 @@ from fusionseg.train import loop
 from fusionseg.train.data import IGNORE
 from fusionseg.tsn.data import ClipMix, StillClips, VideoClips, _frame_positions, clip_batch, object_ids
 from fusionseg.tsn.infer import choose_seed_frame, infer_tsn, load_tsn
-from fusionseg.tsn.model import (
-    HEAD_PARAMS, Memory, TSNModel, affinity, aggregate, dynamic_head, mask_centroids, relative_coordinates, tsn_arch,
-)  # fmt: skip
+from fusionseg.tsn.memory import Memory, affinity, aggregate
+from fusionseg.tsn.model import HEAD_PARAMS, TSNModel, dynamic_head, mask_centroids, relative_coordinates, tsn_arch
 from fusionseg.tsn.train import (
     bootstrapped_bce, hard_pixel_share, max_frame_gap, pretrain_path, soft_iou_loss, train_tsn, tsn_params,
 )  # fmt: skip
@@ -270,6 +271,47 @@ def test_multi_object_clip_end_to_end(trained, tmp_path):
     routing = read_probs(tmp_path / "routing.h5")
     assert routing.shape == (CLIP.frames, 3, 3)  # stride 16 of 40x48
     assert ((routing > 0) & (routing < 1)).all()
+
+
+SQUARE = 12  # side of the tracked square, pixels
+
+
+def _square_clip(root, name: str, start: tuple[int, int], step: tuple[int, int], annotated, frames: int = 8):
+    """A yellow square moving `step` (dy, dx) pixels a frame over a fixed noise background (48x64);
+    masks of the `annotated` frames only. Returns the frames folder and the square's true centroids."""
+    background = (np.random.default_rng(len(name)).random((48, 64, 3)) * 100).astype(np.uint8)
+    images, masks, centroids = [], {}, []
+    for index in range(frames):
+        y, x = start[0] + step[0] * index, start[1] + step[1] * index
+        image, mask = background.copy(), np.zeros((48, 64), bool)
+        image[y : y + SQUARE, x : x + SQUARE] = (230, 200, 40)
+        mask[y : y + SQUARE, x : x + SQUARE] = True
+        images.append(image)
+        centroids.append((y + (SQUARE - 1) / 2, x + (SQUARE - 1) / 2))
+        if index in annotated:
+            write_mask(root / "masks" / name / f"{index}.png", mask)
+            masks[index] = MaskSource([root / "masks" / name / f"{index}.png"])
+    raw = RawSequence(name, lambda: ((f"f{i}", image) for i, image in enumerate(images)), masks)
+    return write_sequence(raw, root / "frames").frames_dir, np.array(centroids)
+
+
+def test_tsn_tracks_a_moving_square_from_the_first_frame_mask(tmp_path):
+    """Trained briefly on two clips of a moving square, TSN given only the first frame's mask of a
+    third clip (another start, another direction) follows the square: each frame's predicted mask
+    is centred on it, 42 pixels from where it started by the last frame."""
+    train = [_square_clip(tmp_path, f"train{k}", (4 + 6 * k, 4), (3, 5 - k), range(8))[0] for k in range(2)]
+    test, truth = _square_clip(tmp_path, "test", (30, 6), (-3, 6), [0])
+    params = _params(pretrain_iterations=0, iterations=50, lr=1e-3, crop_size=48, synthetic_clips=0, checkpoint_every=1000)
+    train_tsn(train, [], params, tmp_path / "tsn.pt")
+    infer_tsn(tmp_path / "tsn.pt", test, tmp_path / "probs.h5")
+    probs = read_probs(tmp_path / "probs.h5")
+    assert probs.shape == (8, 48, 64)
+    for index in range(1, 8):
+        ys, xs = np.nonzero(probs[index] > 0.5)
+        assert 0.1 * SQUARE**2 < len(ys) < 3 * SQUARE**2, f"frame {index}: {len(ys)} foreground pixels"
+        centroid = np.array([ys.mean(), xs.mean()])
+        assert np.abs(centroid - truth[index]).max() < 4, f"frame {index}: centroid {centroid}, square at {truth[index]}"
+    assert np.hypot(*(truth[-1] - truth[0])) > 40  # a mask that stayed put would be far off
 
 
 def test_automatic_seed_from_probabilities_propagates_both_ways(trained, tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from fusionseg.models.checkpoint import file_sha256
+from fusionseg.io import file_sha256
 from fusionseg.models.stream import build_stream
 from fusionseg.models.u2net import INPUT_SIZE, WEIGHTS_DIR, load_u2netp, shipped_weights
 

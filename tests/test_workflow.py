@@ -13,9 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from fusionseg.io import read_image
 from snakemake_support import REPO, dry_run, job_counts, planned_jobs, run_snakemake, write_config
 
 # Two clips: clip000 plays every training role (role_overlap allows it), clip001 is the benchmark.
@@ -149,6 +151,7 @@ def test_per_rule_requests_name_existing_rules_and_known_keys(tmp_path) -> None:
         planned_jobs(tmp_path)
 
 
+@pytest.mark.slow
 def test_jobs_run_the_python_that_runs_snakemake(tmp_path) -> None:
     """A virtual environment's snakemake works without activating it: jobs do not run PATH's python."""
     write_config(tmp_path, TINY_CONFIG)
@@ -158,7 +161,9 @@ def test_jobs_run_the_python_that_runs_snakemake(tmp_path) -> None:
     (other / "python").chmod(0o755)
     path = {"PATH": f"{other}{os.pathsep}{os.environ['PATH']}"}
     run_snakemake(tmp_path, "--cores", "1", targets=("out/frames/synth/Tables/clip001.csv",), env=path)
-    assert (tmp_path / "out" / "frames" / "synth" / "JPEGImages" / "480p" / "clip001" / "00000.jpg").is_file()
+    frame = tmp_path / "out" / "frames" / "synth" / "JPEGImages" / "480p" / "clip001" / "00000.jpg"
+    assert frame.is_file()
+    assert read_image(frame).shape == (48, 64, 3)  # decodes at the config's synthetic size
 
 
 def test_tiny_run_writes_every_result(tiny_run: Path) -> None:
@@ -168,7 +173,11 @@ def test_tiny_run_writes_every_result(tiny_run: Path) -> None:
         masks = sorted((out / "results" / "masks" / method / "synth" / "clip001").glob("*.png"))
         assert len(masks) == 5, method
         assert (out / "results" / "scores" / method / "synth.csv").is_file()
+        scores = pd.read_csv(out / "results" / "scores" / method / "synth.csv")
+        assert list(scores["sequence"]) == ["clip001"] and scores["J_mean"].between(0, 1).all(), method
     assert (out / "benchmarks" / "train_appearance" / "train_appearance.tsv").is_file()
+    timing = pd.read_csv(out / "benchmarks" / "train_appearance" / "train_appearance.tsv", sep="\t")
+    assert len(timing) == 1 and timing["s"].iloc[0] > 0
 
 
 def test_second_run_does_nothing(tiny_run: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fusionseg.infer.probs import read_probs
 from snakemake_support import dry_run, job_counts, planned_jobs, write_config
 from test_segment import write_clip
 from test_workflow import tiny_config
@@ -83,7 +84,11 @@ def test_semi_supervised_methods_use_that_protocol(systems_run: Path) -> None:
 
 
 def test_routing_maps_are_written_and_shown_in_the_report(systems_run: Path) -> None:
-    assert (systems_run / RUN_OUT / "probs" / "tsn-routing" / "synth" / "clip001.h5").is_file()
+    routing = systems_run / RUN_OUT / "probs" / "tsn-routing" / "synth" / "clip001.h5"
+    assert routing.is_file()
+    weights = read_probs(routing)
+    assert weights.shape == (SYNTH["frames"], SYNTH["height"] // 16, SYNTH["width"] // 16)  # per frame, stride 16
+    assert ((weights >= 0) & (weights <= 1)).all()
     report = (systems_run / RUN_OUT / "results" / "report.html").read_text()
     assert "TSN routing maps" in report and "Ours-Joint+TSN</th>" in report
 

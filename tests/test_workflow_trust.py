@@ -123,7 +123,7 @@ def test_workflow_refuses_a_hostile_folder_in_one_line(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("PWNED"))
 
 
-# Helpers that build flags out of several words quote each path themselves (shlex.quote, rules/common.smk).
+# Helpers that build flags out of several words quote each path themselves (shlex.quote, rules/*.smk).
 FLAG_STRINGS = {
     "params.sources", "params.flags", "params.manifest", "params.annotated", "params.inputs", "params.validation",
     "params.flow_pairs", "params.online", "params.flow", "params.source", "params.models", "params.joint_tsn",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fusionseg.devices import DEVICES
+from fusionseg.devices import DEVICES, set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,15 +75,12 @@ def run_flow_sal(args: argparse.Namespace) -> None:
 
 
 def run_saliency(args: argparse.Namespace) -> None:
-    import torch
-
     from fusionseg.baselines.saliency import write_saliency
     from fusionseg.datasets.layout import Sequence
     from fusionseg.errors import ConfigError
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be at least 1 (got {args.batch_size})")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     write_saliency(Sequence.from_frames_dir(args.frames).frame_paths(), args.out, args.batch_size, args.device)
     print(f"{args.out}: Saliency probabilities")

@@ -18,8 +18,7 @@ from tqdm import tqdm
 
 from fusionseg.devices import resolve_device
 from fusionseg.infer.probs import write_probs
-from fusionseg.io import read_image
-from fusionseg.models.checkpoint import file_sha256
+from fusionseg.io import file_sha256, read_image
 from fusionseg.models.u2net import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, U2NetP, load_u2netp, shipped_weights
 
 METHOD = "saliency"

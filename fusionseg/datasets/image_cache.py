@@ -27,9 +27,9 @@ from tqdm import tqdm
 from fusionseg.datasets.images import ImagePair, ImageSet, read_pair
 from fusionseg.datasets.writer import target_size
 from fusionseg.errors import InputError
-from fusionseg.io import FormerOutput, atomic_dir, hdf5_output, open_hdf5
+from fusionseg.io import FormerOutput, atomic_dir, file_sha256, hdf5_output, open_hdf5
 from fusionseg.shards.verify import check_checksum
-from fusionseg.shards.writer import file_sha256, sample_key, shard_name
+from fusionseg.shards.writer import sample_key, shard_name
 
 CACHE_FORMAT = "fusionseg-images-1"
 MANIFEST = "manifest.csv"

@@ -25,6 +25,7 @@ import pandas as pd
 from fusionseg.datasets.layout import BOX_COLUMNS, TABLE_COLUMNS, Sequence, check_sequence_name, frame_name
 from fusionseg.datasets.writer import JPEG_QUALITY, mask_box, staged_sequence, write_tables
 from fusionseg.io import write_image, write_labels, write_mask
+from fusionseg.io.flo import write_flo
 
 _INVERSE_LINEAR = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
 _INVERSE_NEAREST = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
@@ -72,10 +73,10 @@ def render_clip(name: str, params: SynthParams) -> SynthClip:
     camera = _camera_maps(rng, params)
     layers = [_background(rng, params, camera)]
     layers += [_object(rng, params, camera) for _ in range(int(rng.integers(1, params.max_objects + 1)))]
-    rendered = [_render_frame(layers, t, params) for t in range(params.frames)]
+    rendered = [render_layers(layers, t, params) for t in range(params.frames)]
     frames = np.stack([r[0] for r in rendered])
     ids = np.stack([r[1] for r in rendered])
-    flows = np.stack([_flow(layers, ids[t], t, _flow_target(t, params.frames)) for t in range(params.frames)])
+    flows = np.stack([layer_flow(layers, ids[t], t, _flow_target(t, params.frames)) for t in range(params.frames)])
     return SynthClip(frames, ids, flows, _visible_boxes(ids))
 
 
@@ -85,8 +86,6 @@ def write_clip(out_root: str | Path, name: str, params: SynthParams, merge_objec
     Masks are 0/255, or with `merge_objects=False` the objects' ids 1..K as grey values (multi-object
     ground truth). Clips are rendered at their native size, so both annotation folders hold the same.
     """
-    from fusionseg.flow.flo import write_flo
-
     check_sequence_name(name, out_root)  # before the name seeds the clip
     clip = render_clip(name, params)
     with staged_sequence(out_root, name) as staged:
@@ -218,7 +217,7 @@ def _sine_pattern(rng: np.random.Generator, height: int, width: int, period: flo
     return np.sin(2 * np.pi * (xs * np.cos(direction) + ys * np.sin(direction)) / period + rng.uniform(0, 2 * np.pi))
 
 
-def _render_frame(layers: list[Layer], t: int, params: SynthParams) -> tuple[np.ndarray, np.ndarray]:
+def render_layers(layers: list[Layer], t: int, params: SynthParams) -> tuple[np.ndarray, np.ndarray]:
     size = (params.width, params.height)
     image = cv2.warpAffine(layers[0].texture, layers[0].maps[t][:2], size, flags=_INVERSE_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     ids = np.zeros((params.height, params.width), np.uint8)
@@ -231,7 +230,7 @@ def _render_frame(layers: list[Layer], t: int, params: SynthParams) -> tuple[np.
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), ids
 
 
-def _flow(layers: list[Layer], ids: np.ndarray, t: int, target: int) -> np.ndarray:
+def layer_flow(layers: list[Layer], ids: np.ndarray, t: int, target: int) -> np.ndarray:
     """Where each visible surface point of frame t is in frame `target`, minus where it is now."""
     flow = np.zeros((*ids.shape, 2), np.float64)
     for k, layer in enumerate(layers):

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from fusionseg.devices import DEVICES
+from fusionseg.devices import DEVICES, set_threads
 from fusionseg.flow.options import METHODS, NORMALIZATIONS
 
 log = logging.getLogger(__name__)
@@ -54,25 +54,10 @@ def _add_colour_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-flow", type=float, help="magnitude of full saturation when normalization is fixed")
 
 
-def _set_threads(threads: int | None) -> None:
-    """Match the job's CPU allocation: both libraries otherwise start a thread per core."""
-    if threads is None:
-        return
-    import cv2
-    import torch
-
-    from fusionseg.errors import ConfigError
-
-    if threads < 1:
-        raise ConfigError(f"--threads: must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-
-
 def _compute_flow(args: argparse.Namespace) -> None:
     from fusionseg.flow.sequence import compute_sequence_flow
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     compute_sequence_flow(args.frames, args.out, args.method, args.params, args.device, args.batch_size)
     log.info("wrote %s", args.out)
 
@@ -86,11 +71,11 @@ def _encode_flow(args: argparse.Namespace) -> None:
 
 def _pair_flow(args: argparse.Namespace) -> None:
     from fusionseg.errors import InputError
-    from fusionseg.flow.flo import write_flo, write_kitti_flow
+    from fusionseg.io.flo import write_flo, write_kitti_flow
     from fusionseg.flow.methods import make_backend, to_grey
     from fusionseg.io import read_image
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     image0, image1 = (to_grey(read_image(p)) for p in (args.image0, args.image1))
     if image0.shape != image1.shape:
         raise InputError(
@@ -104,7 +89,7 @@ def _pair_flow(args: argparse.Namespace) -> None:
 def _flow_to_rgb(args: argparse.Namespace) -> None:
     from fusionseg.errors import ConfigError
     from fusionseg.flow.colour import flow_to_rgb
-    from fusionseg.flow.flo import read_flow_file
+    from fusionseg.io.flo import read_flow_file
     from fusionseg.io import atomic_file, write_image
 
     if args.max_flow is not None and not args.max_flow > 0:

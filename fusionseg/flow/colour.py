@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusionseg.flow.flo import UNKNOWN_FLOW_THRESHOLD
+from fusionseg.io.flo import UNKNOWN_FLOW_THRESHOLD
 
 # (segment length, channel that ramps, direction of the ramp, channel held at 255), wheel order.
 _SEGMENTS = (

@@ -1,4 +1,6 @@
-"""Flow backends behind one interface: the PyTorch TV-L1 and three OpenCV CPU methods.
+"""Flow backends behind one interface: the PyTorch TV-L1, three OpenCV CPU methods, and methods that
+other packages register (`register_method`: SegFlow's flow branch, method `segflow`, registered when
+`fusionseg.segflow` is imported, which the `fusionseg` command always does).
 
 A backend maps two lists of grey uint8 images (all the same size) to float32 flow (B, H, W, 2).
 Parameters are the method's sub-section of the config's `flow` section, checked against the schema,
@@ -22,8 +24,21 @@ if TYPE_CHECKING:
 
 
 Backend = Callable[[list[np.ndarray], list[np.ndarray]], np.ndarray]
+# (the method's parameters, the resolved device) -> its backend
+BackendFactory = Callable[[dict, "torch.device"], Backend]
 
 log = logging.getLogger(__name__)
+# Methods of METHODS that other packages provide (register_method).
+_REGISTERED: dict[str, BackendFactory] = {}
+
+
+def register_method(method: str, factory: BackendFactory) -> None:
+    """Provide the flow method `method` (one of METHODS, so the config and the CLI accept it):
+    `factory(params, device)` returns its backend. The package that owns the method calls this when
+    it is imported, so that this package never imports it."""
+    if method not in METHODS:
+        raise ValueError(f"flow method {method!r} is not one of {', '.join(METHODS)}")
+    _REGISTERED[method] = factory
 
 
 def config_key(method: str) -> str:
@@ -41,15 +56,16 @@ def method_params(method: str, params: dict | str | None = None) -> dict:
 def make_backend(method: str, params: dict | str | None = None, device: str = "auto") -> Backend:
     """A callable computing flow for batches of grey image pairs with the given method."""
     params = method_params(method, params)
+    if method in _REGISTERED:
+        return _REGISTERED[method](params, resolve_device(device))
     if method == "tvl1":
         return _tvl1_backend(params, resolve_device(device))
-    if method == "segflow":
-        from fusionseg.segflow.flow_method import segflow_backend
-
-        return segflow_backend(params, resolve_device(device))
+    opencv = {"dis": _dis_pair, "farneback": _farneback_pair, "tvl1-opencv": _opencv_tvl1_pair}
+    if method not in opencv:
+        raise ConfigError(f"flow.method: {method} comes from a package that has not registered it (segflow: import fusionseg.segflow)")
     if device == "cuda":
         log.warning("flow method %s runs on the CPU (OpenCV); --device cuda is ignored", method)
-    single = {"dis": _dis_pair, "farneback": _farneback_pair, "tvl1-opencv": _opencv_tvl1_pair}[method](params)
+    single = opencv[method](params)
     return lambda images0, images1: np.stack([single(a, b) for a, b in zip(images0, images1)])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fusionseg.devices import DEVICES
+from fusionseg.devices import DEVICES, set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,14 +45,11 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _setup(args: argparse.Namespace) -> None:
-    import torch
-
     from fusionseg.errors import ConfigError
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be at least 1 (got {args.batch_size})")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
 
 def _infer_appearance(args: argparse.Namespace) -> None:

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from fusionseg.errors import InputError
 from fusionseg.infer.probs import read_probs, write_probs
-from fusionseg.io import read_image
-from fusionseg.models.checkpoint import file_sha256, load_model
+from fusionseg.io import file_sha256, read_image
+from fusionseg.models.checkpoint import load_model
 from fusionseg.models.fusion import log_probabilities
 from fusionseg.models.stream import foreground_probability
 from fusionseg.devices import resolve_device

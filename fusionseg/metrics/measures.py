@@ -33,12 +33,6 @@ def boundary_radius(height: int, width: int) -> int:
     return math.ceil(BOUNDARY_FRACTION * math.sqrt(height * height + width * width))
 
 
-def disk_footprint(radius: int) -> np.ndarray:
-    """The skimage `disk` footprint as uint8: offsets (dy, dx) with dx^2 + dy^2 <= r^2."""
-    offsets = np.arange(-radius, radius + 1)
-    return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius * radius).astype(np.uint8)
-
-
 def boundary_map(mask: np.ndarray) -> np.ndarray:
     """seg2bmap: True where the mask differs from its east, south or south-east neighbour.
 
@@ -53,13 +47,6 @@ def jaccard(pred: np.ndarray, gt: np.ndarray) -> float:
     pred, gt = _as_binary(pred), _as_binary(gt)
     window = _object_window(pred, gt)
     return 1.0 if window is None else _jaccard_in_window(pred[window], gt[window])
-
-
-def boundary_f(pred: np.ndarray, gt: np.ndarray, radius: int) -> float:
-    """Boundary measure F of one frame; `radius` is `boundary_radius(H, W)`."""
-    pred, gt = _as_binary(pred), _as_binary(gt)
-    window = _object_window(pred, gt)
-    return 1.0 if window is None else _boundary_f_in_window(pred[window], gt[window], radius)
 
 
 def frame_pair_scores(pred: np.ndarray, gt: np.ndarray, radius: int) -> tuple[float, float]:
@@ -82,7 +69,8 @@ def frame_scores(preds: np.ndarray, gts: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def dilate_disk(image: np.ndarray, radius: int) -> np.ndarray:
-    """`cv2.dilate(image, disk_footprint(radius))` of a uint8 image, from one-dimensional dilations.
+    """`cv2.dilate` of a uint8 image by the skimage disk of `radius` (offsets with dx^2 + dy^2 <= r^2),
+    from one-dimensional dilations.
 
     The disk is the union of its corner rectangles (half-height h_k, half-width w_k; h rising while
     w falls), so its dilation is max_k V(h_k) H(w_k) image, with H(w) and V(h) the dilations by a

@@ -11,7 +11,6 @@ _EXPORTS = {
     "build_backbone": "fusionseg.models.backbones",
     "load_pretrained": "fusionseg.models.backbones",
     "shipped_efficientnet_weights": "fusionseg.models.backbones",
-    "file_sha256": "fusionseg.models.checkpoint",
     "load_model": "fusionseg.models.checkpoint",
     "read_checkpoint": "fusionseg.models.checkpoint",
     "save_checkpoint": "fusionseg.models.checkpoint",

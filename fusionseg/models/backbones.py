@@ -10,6 +10,7 @@ Every backbone has `mean`/`std` for the 0..255 RGB input its weights were traine
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -66,7 +67,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def freeze_batchnorm(module: nn.Module) -> None:
-    """No gradient for BatchNorm's affine parameters; StreamModel.train() keeps such BN in eval mode."""
+    """No gradient for BatchNorm's affine parameters; FrozenBatchNormModule.train() keeps such BN in eval mode."""
     for child in module.modules():
         if isinstance(child, nn.BatchNorm2d):
             child.eval()
@@ -74,10 +75,30 @@ def freeze_batchnorm(module: nn.Module) -> None:
                 param.requires_grad_(False)
 
 
+def batchnorms(module: nn.Module) -> Iterator[nn.BatchNorm2d]:
+    """Every BatchNorm2d inside `module`."""
+    return (child for child in module.modules() if isinstance(child, nn.BatchNorm2d))
+
+
+class FrozenBatchNormModule(nn.Module):
+    """A network whose train() leaves some BatchNorm layers in eval mode, so that their running
+    statistics never update: by default those without trainable parameters (a pretrained backbone's
+    after freeze_batchnorm, or one in a frozen stage); a subclass names others in frozen_batchnorms()."""
+
+    def frozen_batchnorms(self) -> Iterable[nn.BatchNorm2d]:
+        return (bn for bn in batchnorms(self) if not any(p.requires_grad for p in bn.parameters()))
+
+    def train(self, mode: bool = True) -> "FrozenBatchNormModule":
+        super().train(mode)
+        for module in self.frozen_batchnorms():
+            module.eval()
+        return self
+
+
 def freeze_stages(backbone: nn.Module, count: int) -> None:
     """No gradient for the parameters of the backbone's first `count` stages (`backbone.stages()`,
     stem first): their weights stay as loaded and backward stops before them. Their BatchNorm keeps
-    its running statistics (StreamModel.train() leaves BatchNorm without trainable parameters in eval)."""
+    its running statistics (FrozenBatchNormModule.train() leaves BatchNorm without trainable parameters in eval)."""
     stages = backbone.stages()
     if count > len(stages):
         raise ConfigError(f"freeze_stages: {count}, but {type(backbone).__name__} has {len(stages)} stages (stem first)")

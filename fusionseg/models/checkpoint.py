@@ -6,9 +6,8 @@ loading checks it against what the caller expects and names the file in every er
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from torch import nn
 
@@ -40,26 +39,37 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_model(path: str | Path, kind: str, stream: str | None = None) -> nn.Module:
-    """Rebuild the network a checkpoint describes and load its weights; `kind` is 'stream' or 'fusion'."""
-    payload = read_checkpoint(path)
+def load_model(
+    path: str | Path, kind: str, stream: str | None = None, build: Callable[[dict], nn.Module] | None = None
+) -> nn.Module:
+    """Rebuild the network a checkpoint file describes and load its weights (eval mode): the one
+    checkpoint loader. `kind` is 'stream', 'fusion', or a system's kind ('tsn', 'segflow') with the
+    `build(arch)` that makes its network (the systems sit above this package)."""
+    return model_from_checkpoint(read_checkpoint(path), path, kind, stream, build)
+
+
+def model_from_checkpoint(
+    payload: dict[str, Any],
+    path: str | Path,
+    kind: str,
+    stream: str | None = None,
+    build: Callable[[dict], nn.Module] | None = None,
+) -> nn.Module:
+    """The network of a checkpoint dict already read from `path` (named in every error)."""
     arch = payload["arch"]
-    if arch.get("kind") != kind or (stream is not None and arch.get("stream") != stream):
+    if not isinstance(arch, dict) or arch.get("kind") != kind or (stream is not None and arch.get("stream") != stream):
         wanted = f"{kind} ({stream})" if stream else kind
-        found = f"{arch.get('kind')} ({arch.get('stream')})" if arch.get("stream") else arch.get("kind")
+        if isinstance(arch, dict):
+            found = f"{arch.get('kind')} ({arch.get('stream')})" if arch.get("stream") else arch.get("kind")
+        else:
+            found = arch
         raise InputError(f"{path}: checkpoint is a {found} model, expected a {wanted} model")
-    model = FusionModel() if kind == "fusion" else stream_from_arch(arch)
+    if build is None:
+        build = (lambda _arch: FusionModel()) if kind == "fusion" else stream_from_arch
     try:
+        model = build(arch)
         model.load_state_dict(payload["model"], strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:  # a missing or impossible arch entry
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: weights do not match the recorded architecture {arch} ({first})") from exc
     return model.eval()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from fusionseg.errors import InputError
-from fusionseg.io import atomic_file, save_torch
-from fusionseg.models.checkpoint import file_sha256
+from fusionseg.io import atomic_file, file_sha256, save_torch
 from fusionseg.models.u2net import WEIGHTS_FILE, U2NetP
 
 # Where the ONNX file comes from (the same file is in ../shared/data/weights/u2netp).

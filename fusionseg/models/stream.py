@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusionseg.errors import ConfigError
-from fusionseg.models.backbones import BACKBONES, build_backbone
+from fusionseg.models.backbones import BACKBONES, FrozenBatchNormModule, build_backbone
 from fusionseg.models.u2net import IMAGENET_MEAN, IMAGENET_STD, SIDES, load_u2netp
 
 DILATIONS = (6, 12, 18, 24)
@@ -23,7 +23,7 @@ STREAMS = ("appearance", "motion")
 STREAM_BACKBONES = (*BACKBONES, "u2netp")
 
 
-class StreamModel(nn.Module):
+class StreamModel(FrozenBatchNormModule):
     """Input: float RGB in 0..255, (N, 3, H, W). Output: 2-channel logits, (N, 2, H, W)."""
 
     # Channels-last weights and activations: images arrive in that layout (HWC arrays permuted), oneDNN's
@@ -48,15 +48,6 @@ class StreamModel(nn.Module):
             nn.init.zeros_(conv.bias)
         self.register_buffer("tap_selector", _tap_selector(), persistent=False)
         self.to(memory_format=self.memory_format)
-
-    def train(self, mode: bool = True) -> "StreamModel":
-        """Switch training mode; a BatchNorm whose parameters do not train (a pretrained backbone's, or
-        one in a frozen stage) stays in eval mode: its statistics never update."""
-        super().train(mode)
-        for module in self.modules():
-            if isinstance(module, nn.BatchNorm2d) and not any(p.requires_grad for p in module.parameters()):
-                module.eval()
-        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.backbone.features(((images - self.mean) / self.std).contiguous(memory_format=self.memory_format))

@@ -25,6 +25,7 @@ from fusionseg.io import read_image, read_mask, read_table
 from fusionseg.metrics.summary import METHOD_LABELS, read_scores, read_summary
 from fusionseg.report import figures
 from fusionseg.report.html import data_uri, escape, image_tag, page, table, video_tag
+from fusionseg.report.segmented import read_record, shown_outputs
 
 # Strip columns, where the run has the method's masks (TSN's ablation and SegFlow-online left out: width).
 OVERLAY_METHODS = [
@@ -213,8 +214,6 @@ def segment_section(folders: list[Path], frames: int = 4, report_dir: Path | Non
 
 def _segmented_sequence(folder: Path, frames: int, report_dir: Path) -> str:
     """One segmented sequence's part of the segment section."""
-    from fusionseg.segment.outputs import read_record, shown_outputs
-
     record = read_record(folder)
     shown = shown_outputs(folder, record)
     videos = "".join(_video_figure(method, video, report_dir) for method, (_, video) in shown.items())

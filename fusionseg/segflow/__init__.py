@@ -1,7 +1,11 @@
-"""SegFlow (Cheng et al., ICCV 2017): joint video object segmentation and optical flow in one network."""
+"""SegFlow (Cheng et al., ICCV 2017): joint video object segmentation and optical flow in one network.
+
+Importing the package registers its flow branch as the flow method `segflow` (fusionseg.flow.methods).
+"""
 
 from __future__ import annotations
 
+from fusionseg.flow.methods import register_method
 from fusionseg.lazy import lazy_getattr
 
 # Lazy exports: the CLI imports `fusionseg.segflow.cli` through this package, and `fusionseg --help`
@@ -16,3 +20,13 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
+
+
+def _flow_backend(params: dict, device):
+    """The flow method `segflow`: the flow branch of a trained SegFlow model (fusionseg.segflow.flow_method)."""
+    from fusionseg.segflow.flow_method import segflow_backend
+
+    return segflow_backend(params, device)
+
+
+register_method("segflow", _flow_backend)

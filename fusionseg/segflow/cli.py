@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fusionseg.config import add_run_options, with_run_options
-from fusionseg.devices import DEVICES
+from fusionseg.devices import DEVICES, set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,27 +46,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     infer.set_defaults(handler=_infer)
 
 
-def _set_threads(threads: int | None) -> None:
-    import torch
-
-    from fusionseg.errors import ConfigError
-
-    if threads is None:
-        return
-    if threads < 1:
-        raise ConfigError(f"--threads: must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
-
-
 def _train(args: argparse.Namespace) -> None:
     from fusionseg.config import section_params
-    from fusionseg.segflow.data import AnnotatedPairs, ConcatFlowSources, FlowClips, FlowPairFolders, data_identity
+    from fusionseg.datasets.layout import Sequence
+    from fusionseg.segflow.data import AnnotatedPairs, FlowClips, FlowPairFolders
     from fusionseg.segflow.train import train_segflow
+    from fusionseg.train.data import ConcatSources
+    from fusionseg.train.loop import data_identity
 
     params = with_run_options("segflow", section_params("segflow", args.params), args)
-    _set_threads(args.threads)
-    flow = ConcatFlowSources([FlowClips(args.flow_frames), FlowPairFolders(args.flow_pairs)])
-    identity = data_identity(args.frames, args.flow_frames, args.flow_pairs)
+    set_threads(args.threads)
+    sources = [FlowClips(args.flow_frames), FlowPairFolders(args.flow_pairs)]
+    flow = ConcatSources(sources, "flow training data (--flow-frames and/or --flow-pairs)")
+    # Digests of every input: frames, masks, ground-truth flow, pair folders.
+    frames = [*args.frames, *args.flow_frames]
+    identity = data_identity(frames, [*(Sequence.from_frames_dir(d).flow_dir for d in frames), *args.flow_pairs])
     train_segflow(AnnotatedPairs(args.frames), flow, params, args.out, identity)
 
 
@@ -80,7 +74,7 @@ def _infer(args: argparse.Namespace) -> None:
         raise ConfigError(f"--batch-size: must be at least 1, got {args.batch_size}")
     if args.online_lr is not None and args.online_lr <= 0:
         raise ConfigError(f"--online-lr: must be positive, got {args.online_lr}")
-    _set_threads(args.threads)
+    set_threads(args.threads)
     infer_segflow(
         args.model, args.frames, args.out, args.flow_out, args.online_iterations, args.batch_size, args.device, args.online_lr
     )

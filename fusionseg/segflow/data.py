@@ -23,7 +23,7 @@ import torch
 
 from fusionseg.datasets.layout import Sequence, frame_name
 from fusionseg.errors import InputError
-from fusionseg.flow.flo import UNKNOWN_FLOW_THRESHOLD, read_flo
+from fusionseg.io.flo import UNKNOWN_FLOW_THRESHOLD, read_flo
 from fusionseg.flow.sequence import frame_pairs
 from fusionseg.io import read_image, read_mask
 from fusionseg.train.data import augment, iteration_generator
@@ -147,23 +147,6 @@ def _flow_sample(first: Path, second: Path, flow_path: Path) -> FlowSample:
     return frame0, frame1, np.where(valid[..., None], flow, 0).astype(np.float32), valid
 
 
-class ConcatFlowSources:
-    """Several flow sources as one index space (empty sources allowed, but not all empty)."""
-
-    def __init__(self, sources: SequenceType[Indexable]):
-        self.sources = [s for s in sources if len(s)]
-        if not self.sources:
-            raise InputError("no flow training data given (--flow-frames and/or --flow-pairs)")
-        self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def __getitem__(self, index: int) -> FlowSample:
-        which = int(np.searchsorted(self.offsets, index, side="right")) - 1
-        return self.sources[which][index - int(self.offsets[which])]
-
-
 def augment_flow(sample: FlowSample, params: dict, generator: torch.Generator) -> FlowSample:
     """Random scale (flow vectors scale with the image), pad (invalid) to the crop size, random crop,
     random horizontal flip (u changes sign). Draws from `generator` in the same order as `augment`."""
@@ -238,15 +221,3 @@ def flow_batch(
     valid = torch.from_numpy(np.stack([c[3] for c in crops])).unsqueeze(1).float()
     target = torch.cat([flow, valid], dim=1)
     return (frame0, frame1, target), target
-
-
-def data_identity(
-    frames_dirs: SequenceType[str | Path], flow_frames_dirs: SequenceType[str | Path], flow_pair_folders: SequenceType[str | Path]
-) -> dict[str, str]:
-    """Digests of every training input (frames, masks, ground-truth flow, pair folders), so that a
-    resume file written for other data is not resumed (`Trainer(data_identity=...)`)."""
-    from fusionseg.io import fingerprint
-
-    sequences = [Sequence.from_frames_dir(d) for d in (*frames_dirs, *flow_frames_dirs)]
-    paths = [path for s in sequences for path in (s.frames_dir, s.masks_dir, s.flow_dir)]
-    return fingerprint(dict.fromkeys([*paths, *map(Path, flow_pair_folders)]))

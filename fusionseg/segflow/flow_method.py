@@ -1,4 +1,5 @@
-"""SegFlow's flow branch as a flow backend of the flow stage (`flow.method: segflow`).
+"""SegFlow's flow branch as a flow backend of the flow stage (`flow.method: segflow`; fusionseg.segflow
+registers it with fusionseg.flow.methods).
 
 The flow stage hands its backends grey frames; the flow branch itself reads grey levels, so it sees
 what it sees in `infer-segflow`. Only with seg_to_flow exchange do the segmentation features differ:
@@ -7,15 +8,12 @@ here they come from the grey frame repeated in three channels rather than the co
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 
 from fusionseg.errors import ConfigError
+from fusionseg.flow.methods import Backend
 from fusionseg.segflow.model import load_segflow
-
-Backend = Callable[[list[np.ndarray], list[np.ndarray]], np.ndarray]
 
 
 def segflow_backend(params: dict, device: torch.device) -> Backend:

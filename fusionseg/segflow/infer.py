@@ -22,15 +22,14 @@ from fusionseg.devices import resolve_device
 from fusionseg.errors import InputError
 from fusionseg.flow.sequence import CONVENTION, frame_pairs
 from fusionseg.infer.probs import write_probs
-from fusionseg.io import hdf5_output, read_image, read_mask
+from fusionseg.io import file_sha256, hdf5_output, read_image, read_mask
 from fusionseg.models.backbones import freeze_batchnorm
-from fusionseg.models.checkpoint import file_sha256, read_checkpoint
+from fusionseg.models.checkpoint import model_from_checkpoint, read_checkpoint
 from fusionseg.segflow.data import read_pair, segmentation_batch
 from fusionseg.segflow.losses import balanced_cross_entropy
-from fusionseg.segflow.model import SegFlowNet, segflow_from_checkpoint
-from fusionseg.segflow.train import build_optimizer
+from fusionseg.segflow.model import SegFlowNet, segflow_from_arch
 from fusionseg.train.data import iteration_generator
-from fusionseg.train.loop import poly_lr
+from fusionseg.train.loop import default_optimizer, poly_lr
 
 METHOD = "segflow"
 
@@ -50,7 +49,7 @@ def infer_segflow(
     Online fine-tuning uses `online_lr`, or the one in the checkpoint's config when None."""
     target = resolve_device(device)
     checkpoint = read_checkpoint(model_path)
-    net = segflow_from_checkpoint(checkpoint, model_path)
+    net = model_from_checkpoint(checkpoint, model_path, "segflow", build=segflow_from_arch)
     sequence = Sequence.from_frames_dir(frames_dir)
     paths = sequence.frame_paths()
     if len(paths) < 2:
@@ -131,7 +130,8 @@ def _fit_first_frame(net: SegFlowNet, sample: list, iterations: int, params: dic
     """The segmentation branch learns the one frame; the flow branch stays as trained (its flow is
     also an output, and one frame's segmentation loss has no business reshaping it)."""
     device = next(net.parameters()).device
-    optimizer = build_optimizer([net.backbone, net.seg_head], net.backbone, params["online_lr"], params)
+    modules = [net.backbone, net.seg_head]
+    optimizer = default_optimizer(modules, params, pretrained=net.backbone, lr=params["online_lr"], kind="adamw")
     net.train()
     for iteration in tqdm(range(iterations), desc="online fine-tuning", leave=False):
         lr = poly_lr(params["online_lr"], iteration, iterations, params["lr_power"])

@@ -21,6 +21,7 @@ regression targets near 1); `forward` returns pixels.
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import torch
@@ -28,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusionseg.errors import InputError
-from fusionseg.models.backbones import build_backbone
-from fusionseg.models.checkpoint import read_checkpoint
+from fusionseg.models.backbones import FrozenBatchNormModule, batchnorms, build_backbone
+from fusionseg.models.checkpoint import load_model
 
 EXCHANGES = ("both", "none", "seg_to_flow", "flow_to_seg")
 FLOW_SCALE = 20.0
@@ -199,7 +200,7 @@ class SegmentationHead(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-class SegFlowNet(nn.Module):
+class SegFlowNet(FrozenBatchNormModule):
     """Inputs: frames t and t+1, float RGB 0..255, (B, 3, H, W) each."""
 
     def __init__(
@@ -221,14 +222,9 @@ class SegFlowNet(nn.Module):
         _init_leaky(self.flow_encoder, self.flow_decoder)
         self.flow_decoder.start_near_zero_flow()
 
-    def train(self, mode: bool = True) -> "SegFlowNet":
+    def frozen_batchnorms(self) -> Iterable[nn.BatchNorm2d]:
         """A pretrained backbone's BatchNorm stays frozen (its statistics never update)."""
-        super().train(mode)
-        if self.frozen_batchnorm:
-            for module in self.backbone.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    module.eval()
-        return self
+        return batchnorms(self.backbone) if self.frozen_batchnorm else ()
 
     def segmentation_features(self, frame0: torch.Tensor) -> dict[int, torch.Tensor]:
         levels = self.backbone.pyramid((frame0 - self.mean) / self.std)
@@ -287,18 +283,9 @@ def _init_leaky(*modules: nn.Module) -> None:
 
 def load_segflow(path: str | Path) -> SegFlowNet:
     """Rebuild the SegFlow network a checkpoint file describes and load its weights (eval mode)."""
-    return segflow_from_checkpoint(read_checkpoint(path), path)
+    return load_model(path, "segflow", build=segflow_from_arch)
 
 
-def segflow_from_checkpoint(payload: dict, path: str | Path) -> SegFlowNet:
-    """The network of a checkpoint dict already read from `path` (named in errors)."""
-    arch = payload["arch"]
-    if arch.get("kind") != "segflow":
-        raise InputError(f"{path}: checkpoint is a {arch.get('kind')} model, expected a segflow model")
-    try:
-        net = SegFlowNet(arch["backbone"], "none", arch["exchange"], arch["flow_width"])
-        net.load_state_dict(payload["model"], strict=True)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{path}: weights do not match the recorded architecture {arch} ({first})") from exc
-    return net.eval()
+def segflow_from_arch(arch: dict) -> SegFlowNet:
+    """The (untrained) network a checkpoint's arch describes; the loader is models.checkpoint's."""
+    return SegFlowNet(arch["backbone"], "none", arch["exchange"], arch["flow_width"])

@@ -26,7 +26,7 @@ from fusionseg.segflow.data import Indexable, JointBatches
 from fusionseg.segflow.losses import balanced_cross_entropy, multiscale_epe
 from fusionseg.segflow.model import SegFlowNet
 from fusionseg.devices import resolve_device
-from fusionseg.train.loop import Trainer
+from fusionseg.train.loop import Trainer, default_optimizer
 
 
 class JointObjective(nn.Module):
@@ -61,17 +61,6 @@ def the_loss(loss: torch.Tensor, _target: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def build_optimizer(modules: list[nn.Module], backbone: nn.Module, lr: float, params: dict) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters of `modules`; those of `backbone` at `backbone_lr_scale`."""
-    backbone_ids = {id(p) for p in backbone.parameters()}
-    trainable = [p for module in modules for p in module.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in trainable if id(p) not in backbone_ids], "lr_scale": 1.0},
-        {"params": [p for p in trainable if id(p) in backbone_ids], "lr_scale": params["backbone_lr_scale"]},
-    ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=params["weight_decay"])
-
-
 def train_segflow(
     segmentation: Indexable, flow: Indexable, params: dict, out: str | Path, data_identity: dict[str, str] | None = None
 ) -> None:
@@ -80,6 +69,6 @@ def train_segflow(
     torch.manual_seed(params["seed"])
     net = SegFlowNet(params["backbone"], params["weights"], params["exchange"], params["flow_width"])
     objective = JointObjective(net, params["lambda"])
-    optimizer = build_optimizer([net], net.backbone, params["lr"], params)
+    optimizer = default_optimizer(net, params, pretrained=net.backbone, kind="adamw")
     trainer = Trainer(objective, params, out, resolve_device(params["device"]), optimizer, data_identity)
     trainer.fit(JointBatches(segmentation, flow, params), the_loss)

@@ -2,7 +2,7 @@
 
 Two ways in: the workflow's `segment` role (rules/segment.smk; each step a rule, `fusionseg
 segment-outputs` the last), and `fusionseg segment VIDEO_OR_FOLDER... --out DIR`, which runs the same
-steps in one process with a model bundle (fusionseg.models.bundle). Both write, per sequence,
+steps in one process with a model bundle (fusionseg.bundles). Both write, per sequence,
 
     <dir>/masks/00000.png        the chosen method's masks (0/255) at the source's native size (the
                                  workflow: Ours-Joint; `fusionseg segment --method`: the bundle's default)

@@ -1,5 +1,6 @@
 """One segmented sequence's outputs, from its probability files: masks at the source's native size,
-overlay videos of the source frames, and segment.json; the folder appears whole or not at all."""
+overlay videos of the source frames, and segment.json; the folder appears whole or not at all. The
+folder's names and record are the contract of fusionseg.report.segmented, which the report reads."""
 
 from __future__ import annotations
 
@@ -16,14 +17,9 @@ from fusionseg.errors import InputError
 from fusionseg.infer.masks import fitted_size, write_masks
 from fusionseg.io import FormerOutput, atomic_dir, read_mask
 from fusionseg.report.figures import overlay
-from fusionseg.segment.video import VIDEO_SUFFIX, write_video
+from fusionseg.report.segmented import MASKS, OVERLAY_STEM, RECORD, VIDEO_SUFFIX, output_names
+from fusionseg.segment.video import write_video
 
-# Output names inside a sequence folder (fusionseg/segment/__init__.py lists them): the chosen method's
-# masks/ and overlay.webm; every other method shown, masks-<method>/ and overlay-<method>.webm.
-MASKS = "masks"
-OVERLAY_STEM = "overlay"
-OVERLAY = f"{OVERLAY_STEM}{VIDEO_SUFFIX}"
-RECORD = "segment.json"
 # A sequence folder written before folders carried their marker: its segment.json says it is ours
 # (overlays were MPEG-4 .mp4 files then).
 FORMER_SEQUENCE = FormerOutput(RECORD, (f"{MASKS}*", f"{OVERLAY_STEM}*.mp4", f"{OVERLAY_STEM}*{VIDEO_SUFFIX}", RECORD))
@@ -48,12 +44,6 @@ class SegmentInputs:
     intermediate: dict[str, Path] = field(default_factory=dict)
     compared: dict[str, Path] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
-
-
-def output_names(method: str, chosen: str) -> tuple[str, str]:
-    """(masks folder, overlay video) of `method` in a folder whose chosen method is `chosen`."""
-    suffix = "" if method == chosen else f"-{method}"
-    return f"{MASKS}{suffix}", f"{OVERLAY_STEM}{suffix}{VIDEO_SUFFIX}"
 
 
 def write_segment_outputs(inputs: SegmentInputs, out_dir: str | Path, stream_overlays: bool = False) -> dict:
@@ -119,29 +109,3 @@ def _working_size(frames_dir: Path) -> list[int]:
 
     first = Sequence.from_frames_dir(frames_dir).table().iloc[0]
     return [int(first["width"]), int(first["height"])]
-
-
-def shown_outputs(folder: str | Path, record: dict) -> dict[str, tuple[Path, Path]]:
-    """Each shown method's (masks folder, overlay video), the chosen method first. Records from before
-    methods were recorded (Ours-Joint; stream overlays as .mp4) are read from their `outputs` list."""
-    folder = Path(folder)
-    chosen = record.get("method", "joint")
-    outputs = set(record.get("outputs", []))
-    methods = record.get("shown") or [chosen, *(o.split("-", 1)[1] for o in sorted(outputs) if o.startswith(f"{MASKS}-"))]
-    shown = {}
-    for method in methods:
-        masks, video = output_names(method, chosen)
-        former = Path(video).with_suffix(".mp4").name
-        shown[method] = (folder / masks, folder / (former if former in outputs else video))
-    return shown
-
-
-def read_record(folder: str | Path) -> dict:
-    """A sequence folder's segment.json."""
-    path = Path(folder) / RECORD
-    if not path.is_file():
-        raise InputError(f"{folder}: not a segmented sequence (no {RECORD})")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise InputError(f"{path}: not readable JSON ({exc})") from exc

@@ -20,12 +20,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fusionseg.baselines.saliency import write_saliency
+from fusionseg.bundles.manifest import METHOD_MODELS, Bundle
+from fusionseg.bundles.verify import extract_models
 from fusionseg.datasets.layout import Sequence, numbered_images
 from fusionseg.datasets.writer import ExtractOptions, write_sequence
 from fusionseg.flow.sequence import compute_sequence_flow, encode_flow
 from fusionseg.infer.run import infer_joint, infer_stream
 from fusionseg.io import atomic_file, check_replaceable, temporary_path, utf8_path
-from fusionseg.models.bundle import METHOD_MODELS, Bundle, extract_models
 from fusionseg.segment.outputs import FORMER_SEQUENCE, RECORD, SegmentInputs, write_segment_outputs
 from fusionseg.segment.sources import Source, check_has_two_frames
 from fusionseg.segment.video import DEFAULT_FPS

@@ -20,10 +20,9 @@ DEFAULT_FPS = 24.0
 # The report plays the overlays in an HTML5 <video>. OpenCV's pip wheels have no H.264 encoder (their
 # FFmpeg has no libx264) and the MPEG-4 Part 2 (mp4v) they write plays in no browser; they do have
 # libvpx. VP8 in WebM plays in Chrome, Edge, Firefox and Safari (macOS 11.3+), and encodes ~6x faster
-# here than VP9, which Safari plays only with hardware decoding.
+# here than VP9, which Safari plays only with hardware decoding. (The overlays' names, .webm, are the
+# segmented folder's contract: fusionseg.report.segmented.)
 FOURCC = "VP80"
-VIDEO_SUFFIX = ".webm"
-VIDEO_MIME = "video/webm"
 
 
 def video_fps(path: str | Path) -> float | None:
@@ -62,21 +61,6 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> i
     if count == 0:
         raise InputError(f"{path}: no frames to write")
     return count
-
-
-def read_video(path: str | Path) -> Iterator[np.ndarray]:
-    """The frames of a video file as RGB arrays, in order."""
-    capture = cv2.VideoCapture(opencv_path(path))
-    if not capture.isOpened():
-        raise InputError(f"{path}: not a readable video")
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                return
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        capture.release()
 
 
 def _open_writer(path: Path, size: tuple[int, int], fps: float) -> cv2.VideoWriter:

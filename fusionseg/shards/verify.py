@@ -9,8 +9,8 @@ import h5py
 import pandas as pd
 
 from fusionseg.errors import InputError
-from fusionseg.io import open_hdf5, read_hdf5
-from fusionseg.shards.writer import MANIFEST_COLUMNS, SHARD_FORMAT, file_sha256
+from fusionseg.io import file_sha256, open_hdf5, read_hdf5
+from fusionseg.shards.writer import MANIFEST_COLUMNS, SHARD_FORMAT
 
 REQUIRED_COLUMNS = [c for c in MANIFEST_COLUMNS if c != "sample"]
 

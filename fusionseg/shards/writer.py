@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from fusionseg.io import atomic_file, hdf5_output
+from fusionseg.io import atomic_file, file_sha256, hdf5_output
 
 SHARD_FORMAT = "fusionseg-shard-1"
 COMPRESSIONS = ("none", "lzf", "gzip")
@@ -43,14 +42,6 @@ def shard_name(index: int) -> str:
 
 def sample_key(position: int) -> str:
     return f"samples/{position:06d}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ShardWriter:

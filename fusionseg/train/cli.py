@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fusionseg.config import add_run_options, with_run_options
+from fusionseg.devices import set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,13 +40,10 @@ def _common_options(parser: argparse.ArgumentParser, section: str) -> None:
 
 
 def _params(args: argparse.Namespace, section: str) -> dict:
-    import torch
-
     from fusionseg.config import section_params
 
     params = with_run_options(section, section_params(section, args.params), args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     return params
 
 

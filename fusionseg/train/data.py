@@ -74,12 +74,13 @@ class ShardSamples:
 
 
 class ConcatSources:
-    """Several sources as one index space."""
+    """Several sources as one index space (stream, SegFlow segmentation and flow samples alike); empty
+    sources are allowed, but not all empty: an InputError says there is no `what`."""
 
-    def __init__(self, sources: SequenceType[SampleSource]):
-        if not sources:
-            raise InputError("no training data given")
-        self.sources = list(sources)
+    def __init__(self, sources: SequenceType[SampleSource], what: str = "training data"):
+        self.sources = [s for s in sources if len(s)]
+        if not self.sources:
+            raise InputError(f"no {what} given")
         self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
 
     def __len__(self) -> int:

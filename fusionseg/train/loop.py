@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 from typing import Sequence as Sequence_
 
 import numpy as np
@@ -57,17 +57,37 @@ def data_identity(frames_dirs: Sequence_[str | Path], others: Sequence_[str | Pa
     return fingerprint(dict.fromkeys([p for s in sequences for p in (s.frames_dir, s.masks_dir)] + [Path(p) for p in others]))
 
 
-def default_optimizer(model: nn.Module, params: dict) -> torch.optim.Optimizer:
-    """The paper's SGD with momentum, or AdamW (`optimizer: adamw`) over the trainable parameters.
+def default_optimizer(
+    model: nn.Module | Sequence_[nn.Module],
+    params: dict,
+    pretrained: nn.Module | Iterable[nn.Parameter] | None = None,
+    lr: float | None = None,
+    kind: str | None = None,
+) -> torch.optim.Optimizer:
+    """The one optimiser builder: the paper's SGD with momentum, or AdamW (`optimizer: adamw`, or
+    `kind`), over the trainable parameters of `model` (one module or several), at `lr` (default
+    params['lr']). With `pretrained` (a module or parameters), those parameters form a second group learning at
+    params['backbone_lr_scale'] times the rate (the group's `lr_scale`, which Trainer's schedule
+    applies); empty groups are left out.
 
     AdamW is for networks without normalisation layers, such as U²-Netp with its BatchNorm folded into
     the convolutions: their gradient scales differ by orders of magnitude between layers, and SGD
     at any rate that moves the small layers blows up the large ones (diverged within 5 steps at
     lr 1e-3 on DAVIS crops; AdamW at 1e-4 trains smoothly)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if params.get("optimizer", "sgd") == "adamw":
-        return torch.optim.AdamW(trainable, lr=params["lr"], weight_decay=params["weight_decay"])
-    return torch.optim.SGD(trainable, lr=params["lr"], momentum=params["momentum"], weight_decay=params["weight_decay"])
+    modules = [model] if isinstance(model, nn.Module) else list(model)
+    trainable = [p for module in modules for p in module.parameters() if p.requires_grad]
+    groups: list[dict] | list[nn.Parameter] = trainable
+    if pretrained is not None:
+        pretrained_ids = {id(p) for p in (pretrained.parameters() if isinstance(pretrained, nn.Module) else pretrained)}
+        groups = [
+            {"params": [p for p in trainable if id(p) not in pretrained_ids], "lr_scale": 1.0},
+            {"params": [p for p in trainable if id(p) in pretrained_ids], "lr_scale": params["backbone_lr_scale"]},
+        ]
+        groups = [g for g in groups if g["params"]]
+    lr = params["lr"] if lr is None else lr
+    if (kind or params.get("optimizer", "sgd")) == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=params["weight_decay"])
+    return torch.optim.SGD(groups, lr=lr, momentum=params["momentum"], weight_decay=params["weight_decay"])
 
 
 class Trainer:

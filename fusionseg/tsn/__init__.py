@@ -8,8 +8,8 @@ from fusionseg.lazy import lazy_getattr
 # Lazy exports, so that `fusionseg --help` (which imports this package to find its cli) stays fast.
 _EXPORTS = {
     "TSNModel": "fusionseg.tsn.model",
-    "aggregate": "fusionseg.tsn.model",
-    "affinity": "fusionseg.tsn.model",
+    "aggregate": "fusionseg.tsn.memory",
+    "affinity": "fusionseg.tsn.memory",
     "train_tsn": "fusionseg.tsn.train",
     "tsn_params": "fusionseg.tsn.train",
     "infer_tsn": "fusionseg.tsn.infer",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fusionseg.config import add_run_options, with_run_options
+from fusionseg.devices import set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,22 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     infer.set_defaults(handler=_infer)
 
 
-def _threads(count: int | None) -> None:
-    import torch
-
-    from fusionseg.errors import ConfigError
-
-    if count is not None:
-        if count < 1:
-            raise ConfigError(f"--threads: must be at least 1 (got {count})")
-        torch.set_num_threads(count)
-
-
 def _train(args: argparse.Namespace) -> None:
     from fusionseg.tsn.train import train_tsn, tsn_params
 
     params = with_run_options("tsn", tsn_params(args.params), args)
-    _threads(args.threads)
+    set_threads(args.threads)
     train_tsn(args.frames, args.images, params, args.out)
 
 
@@ -84,7 +74,7 @@ def _infer(args: argparse.Namespace) -> None:
     for flag, value in (("--top-k", args.top_k), ("--mem-every", args.mem_every)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag}: must be at least 1 (got {value})")
-    _threads(args.threads)
+    set_threads(args.threads)
     seeds = infer_tsn(
         args.model, args.frames, args.out, args.seed_probs, args.seed_frame, args.routing_out, args.device,
         top_k=args.top_k, mem_every=args.mem_every, anchors=args.anchors,

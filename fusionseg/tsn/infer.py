@@ -20,10 +20,12 @@ from fusionseg.datasets.layout import Sequence, frame_name
 from fusionseg.errors import InputError
 from fusionseg.infer.masks import object_labels, resize_scores
 from fusionseg.infer.probs import read_object_ids, read_probs, write_probs
-from fusionseg.models.checkpoint import file_sha256, read_checkpoint
+from fusionseg.io import file_sha256
+from fusionseg.models.checkpoint import model_from_checkpoint, read_checkpoint
 from fusionseg.devices import resolve_device
 from fusionseg.tsn.data import object_ids, read_labels
-from fusionseg.tsn.model import Memory, TSNModel, aggregate
+from fusionseg.tsn.memory import Memory, aggregate
+from fusionseg.tsn.model import TSNModel
 
 log = logging.getLogger(__name__)
 SEED_THRESHOLD = 0.5
@@ -52,17 +54,7 @@ class Seed:
 def load_tsn(path: str | Path) -> tuple[TSNModel, dict]:
     """The network a TSN checkpoint describes, with its weights, and its training parameters."""
     payload = read_checkpoint(path)
-    arch = payload["arch"]
-    if not isinstance(arch, dict) or arch.get("kind") != "tsn":
-        found = arch.get("kind") if isinstance(arch, dict) else arch
-        raise InputError(f"{path}: checkpoint is a {found} model, expected a tsn model")
-    try:
-        model = TSNModel(arch)
-        model.load_state_dict(payload["model"], strict=True)
-    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path}: weights do not match the recorded architecture {arch} ({first})") from exc
-    return model.eval(), payload["config"]
+    return model_from_checkpoint(payload, path, "tsn", build=TSNModel), payload["config"]
 
 
 def ground_truth_seed(sequence: Sequence, frame_shape: tuple[int, int]) -> Seed:

@@ -24,14 +24,15 @@ Several objects: one pass per object over shared keys, then `aggregate` (soft ag
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusionseg.models.backbones import build_backbone
+from fusionseg.models.backbones import FrozenBatchNormModule, batchnorms, build_backbone
+from fusionseg.tsn.memory import Memory, affinity
 
 STREAMS = ("both", "pixel")
 # The dynamic head: input [w(F^t) (8 channels), relative x, y] -> 8 -> 8 -> 8 channels.
@@ -100,50 +101,6 @@ class QueryFeatures:
 
     def select(self, index: slice | torch.Tensor) -> "QueryFeatures":
         return QueryFeatures(*(t[index] for t in (self.key, self.feature, self.level16, self.skip8, self.skip4)))
-
-
-@dataclass
-class Memory:
-    """Reference frames: keys (shared by the objects) and, per object, values and instance kernels."""
-
-    keys: list[torch.Tensor] = field(default_factory=list)  # each (1 or B, C_k, h, w)
-    values: list[torch.Tensor] = field(default_factory=list)  # each (B, C_v, h, w)
-    kernels: list[torch.Tensor] = field(default_factory=list)  # each (B, HEAD_PARAMS)
-    centroids: list[torch.Tensor] = field(default_factory=list)  # each (B, 2): x, y in feature cells
-    present: list[torch.Tensor] = field(default_factory=list)  # each (B,) float 0/1
-
-    def flat_keys(self) -> torch.Tensor:
-        """(b, C_k, T*h*w): every memory position."""
-        return torch.stack(self.keys, dim=2).flatten(2)
-
-    def flat_values(self) -> torch.Tensor:
-        return torch.stack(self.values, dim=2).flatten(2)
-
-
-def affinity(memory_keys: torch.Tensor, query_keys: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
-    """Soft assignment of each query position to memory positions: (b, C, M), (b, C, Q) -> (b, M, Q).
-
-    Softmax over memory of -||q - m||^2 / sqrt(C). ||q||^2 is the same for every memory position of a
-    query, so it cancels in the softmax and is not computed. With `top_k`, only each query's k most
-    similar memory positions get weight (the rest exactly 0).
-    """
-    scale = math.sqrt(memory_keys.shape[1])
-    similarity = 2 * memory_keys.transpose(1, 2) @ query_keys - memory_keys.pow(2).sum(1).unsqueeze(2)
-    similarity = similarity / scale
-    if top_k is None or top_k >= similarity.shape[1]:
-        return similarity.softmax(dim=1)
-    values, indices = similarity.topk(top_k, dim=1)
-    return torch.zeros_like(similarity).scatter_(1, indices, values.softmax(dim=1))
-
-
-def aggregate(probs: torch.Tensor) -> torch.Tensor:
-    """Soft aggregation of K objects' independent probabilities (K, ...) -> (K + 1, ...), background first.
-
-    Background = prod(1 - p_k); every probability becomes odds, and a softmax over the K + 1 logits
-    makes them sum to one, so overlapping objects compete instead of both claiming a pixel.
-    """
-    with_background = torch.cat([torch.prod(1 - probs, dim=0, keepdim=True), probs]).clamp(1e-7, 1 - 1e-7)
-    return torch.log(with_background / (1 - with_background)).softmax(dim=0)
 
 
 def relative_coordinates(centroids: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -299,7 +256,7 @@ class Decoder(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-class TSNModel(nn.Module):
+class TSNModel(FrozenBatchNormModule):
     """Training: forward(frames (B, T, 3, H, W), first masks (B, 1, H, W)) -> logits (B, T-1, H, W) of
     frames 1.. (each predicted from the memory of the frames before it). Inference: `encode_keys`,
     `memorise` and `segment` (fusionseg.tsn.infer drives them over a sequence)."""
@@ -332,18 +289,13 @@ class TSNModel(nn.Module):
         names |= {f"value_encoder.backbone.{n}" for n, _ in self.value_encoder.backbone.named_parameters() if not n.startswith(stem)}
         return names
 
+    def frozen_batchnorms(self) -> Iterable[nn.BatchNorm2d]:
+        """Pretrained encoders keep their BatchNorm frozen."""
+        return batchnorms(self) if self.frozen_batchnorm else ()
+
     @property
     def has_instance(self) -> bool:
         return self.arch["streams"] == "both"
-
-    def train(self, mode: bool = True) -> "TSNModel":
-        """Switch training mode; pretrained encoders keep their BatchNorm frozen."""
-        super().train(mode)
-        if self.frozen_batchnorm:
-            for module in self.modules():
-                if isinstance(module, nn.BatchNorm2d):
-                    module.eval()
-        return self
 
     def normalise(self, frames: torch.Tensor) -> torch.Tensor:
         return (frames - self.mean) / self.std

@@ -26,7 +26,7 @@ from fusionseg.devices import resolve_device
 from fusionseg.errors import ConfigError, InputError
 from fusionseg.models.checkpoint import read_checkpoint
 from fusionseg.train.data import IGNORE
-from fusionseg.train.loop import Trainer, data_identity
+from fusionseg.train.loop import Trainer, data_identity, default_optimizer
 from fusionseg.tsn.data import AnnotatedStills, ClipMix, StillClips, VideoClips, clip_batch
 from fusionseg.tsn.model import TSNModel, tsn_arch
 
@@ -105,17 +105,12 @@ class Objective:
 def adamw(model: TSNModel, params: dict) -> torch.optim.Optimizer:
     """AdamW; ImageNet weights learn at `backbone_lr_scale` times the rate of the new layers. At 0 they
     are frozen instead, which also spares their backward pass (half the time of an iteration)."""
-    pretrained_names = model.pretrained_parameter_names()
+    names = model.pretrained_parameter_names()
+    pretrained = [param for name, param in model.named_parameters() if name in names]
     if params["backbone_lr_scale"] == 0:
-        for name, param in model.named_parameters():
-            if name in pretrained_names:
-                param.requires_grad_(False)
-    pretrained, new = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (pretrained if name in pretrained_names else new).append(param)
-    groups = [{"params": new, "lr_scale": 1.0}, {"params": pretrained, "lr_scale": params["backbone_lr_scale"]}]
-    return torch.optim.AdamW(groups, lr=params["lr"], weight_decay=params["weight_decay"])
+        for param in pretrained:
+            param.requires_grad_(False)
+    return default_optimizer(model, params, pretrained=pretrained, kind="adamw")
 
 
 def training_sources(

@@ -2,6 +2,11 @@
 
 .flo layout (little-endian): the float 202021.25 ("PIEH" as bytes), int32 width, int32 height, then
 height*width*2 float32 values, u and v interleaved row by row. Values above 1e9 mark unknown flow.
+OpenCV's readOpticalFlow/writeOpticalFlow read and write them; around them, the checks they lack:
+readOpticalFlow fails with an allocation error on a negative size in the header, tries to allocate
+what a huge one declares, accepts trailing bytes and says nothing about why a file is refused, so the
+header and the file's size are checked first (one line naming the file and the problem), and NaN or
+infinite values after; writeOpticalFlow reports success on a full disk, so the size written is checked.
 
 KITTI PNG: 16-bit, 3 channels (R, G, B) = (u, v, valid) with u, v = (value - 2^15) / 64 pixels,
 valid where the third channel is nonzero.
@@ -13,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fusionseg.errors import InputError
-from fusionseg.io import atomic_file
+from fusionseg.errors import InputError, OutputError
+from fusionseg.io.atomic import atomic_file, write_bytes
 
 FLO_TAG = 202021.25
 KITTI_OFFSET = 2.0**15
@@ -25,17 +30,22 @@ UNKNOWN_FLOW_THRESHOLD = 1e9
 def read_flo(path: str | Path) -> np.ndarray:
     """Read a .flo file as float32 (H, W, 2); a clear error for a wrong tag, a truncated file, or NaN or
     infinite values (.flo marks unknown flow with finite values above 1e9: these are damage)."""
+    import cv2
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: flow file not found")
-    raw = path.read_bytes()
-    if len(raw) < 12 or np.frombuffer(raw[:4], "<f4")[0] != FLO_TAG:
+    with path.open("rb") as handle:
+        header = handle.read(12)
+    if len(header) < 12 or np.frombuffer(header[:4], "<f4")[0] != FLO_TAG:
         raise InputError(f"{path}: not a Middlebury .flo file (bad header tag)")
-    width, height = (int(x) for x in np.frombuffer(raw[4:12], "<i4"))
-    expected = 12 + 8 * width * height
-    if width <= 0 or height <= 0 or len(raw) != expected:
-        raise InputError(f"{path}: truncated or malformed .flo ({len(raw)} bytes, expected {expected} for {width}x{height})")
-    flow = np.frombuffer(raw[12:], "<f4").reshape(height, width, 2).astype(np.float32)
+    width, height = (int(x) for x in np.frombuffer(header[4:12], "<i4"))
+    size, expected = path.stat().st_size, _flo_bytes(width, height)
+    if width <= 0 or height <= 0 or size != expected:
+        raise InputError(f"{path}: truncated or malformed .flo ({size} bytes, expected {expected} for {width}x{height})")
+    flow = cv2.readOpticalFlow(str(path))
+    if flow is None or flow.shape != (height, width, 2):
+        raise InputError(f"{path}: OpenCV could not read the .flo file")
     if not np.isfinite(flow).all():
         raise InputError(f"{path}: holds NaN or infinite flow values (damaged .flo; unknown flow is written as values above 1e9)")
     return flow
@@ -43,15 +53,21 @@ def read_flo(path: str | Path) -> np.ndarray:
 
 def write_flo(path: str | Path, flow: np.ndarray) -> None:
     """Write a (H, W, 2) flow field as a .flo file, atomically."""
+    import cv2
+
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must have shape (H, W, 2), got {flow.shape}")
-    height, width = flow.shape[:2]
+    expected = _flo_bytes(flow.shape[1], flow.shape[0])
     with atomic_file(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.array([FLO_TAG], "<f4").tofile(fh)
-            np.array([width, height], "<i4").tofile(fh)
-            flow.astype("<f4").tofile(fh)
+        written = cv2.writeOpticalFlow(str(tmp), np.ascontiguousarray(flow, dtype=np.float32))
+        if not written or tmp.stat().st_size != expected:
+            size = tmp.stat().st_size if tmp.exists() else 0
+            raise OutputError(f"{path}: could not write the .flo file ({size} of {expected} bytes written; a full disk?)")
+
+
+def _flo_bytes(width: int, height: int) -> int:
+    return 12 + 8 * width * height
 
 
 def read_kitti_flow(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +101,7 @@ def write_kitti_flow(path: str | Path, flow: np.ndarray, valid: np.ndarray | Non
     if not ok:
         raise InputError(f"{path}: could not encode KITTI flow PNG")
     with atomic_file(path) as tmp:
-        buf.tofile(tmp)
+        write_bytes(tmp, buf)
 
 
 def read_flow_file(path: str | Path) -> np.ndarray:
