@@ -8,11 +8,15 @@ it, masks, overlay videos, report); the
 per-step seconds come from the sequence's segment.json. On a machine shared with other jobs the wall
 clock mostly measures the others; CPU seconds per frame say what the command itself costs.
 
-Without --bundle it measures a stand-in: a bundle of untrained models of the architecture and input
-convention that configs/davis-cpu.yaml trains (EfficientNet-Lite0 streams, TV-L1 flow with default
-parameters, per-frame colour coding, working size 427): untrained weights cost the same time.
+Two runs, one row each: the bundle's default method as a user runs it (the Saliency row computed
+beside it), and `--method saliency` alone (U²-Netp per frame, what a background remover costs). The
+video is first scaled to --size (default 640x360; not timed).
 
-    python benchmarks/segment.py [--video ../shared/data/videos/bikes.mp4] [--bundle BUNDLE] [--threads 2]
+Without --bundle it measures a stand-in: a bundle of untrained models of the architecture and input
+convention that configs/davis-cpu.yaml trains (its stream backbones and input sizes, TV-L1 flow with
+default parameters, per-frame colour coding, working size 427): untrained weights cost the same time.
+
+    python benchmarks/segment.py [--video ../shared/data/videos/bigbuckbunny.mp4] [--size 640x360] [--bundle BUNDLE] [--threads 2]
 
 Writes benchmarks/results/segment.csv (one row per run) and segment.md.
 """
@@ -36,7 +40,7 @@ from fusionseg.report.segmented import OVERLAY
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-VIDEO = REPO.parent / "shared" / "data" / "videos" / "bikes.mp4"
+VIDEO = REPO.parent / "shared" / "data" / "videos" / "bigbuckbunny.mp4"
 STAND_IN_CONFIG = REPO / "configs" / "davis-cpu.yaml"
 STEPS = ("frames", "flow", "appearance", "motion", "fusion", "tsn", "saliency")
 SHEET = RESULTS / "segment.overlay.jpg"
@@ -50,12 +54,12 @@ def stand_in_bundle(folder: Path) -> Path:
     from fusionseg.bundles.export import export_bundle
     from fusionseg.models.checkpoint import save_checkpoint
     from fusionseg.models.fusion import FusionModel
-    from fusionseg.models.stream import StreamModel
+    from fusionseg.models.stream import build_stream
 
     config = yaml.safe_load(STAND_IN_CONFIG.read_text())
     torch.manual_seed(0)
     for stream in ("appearance", "motion"):
-        model = StreamModel(config[stream]["backbone"], "none", stream)
+        model = build_stream(config[stream]["backbone"], "none", stream, config[stream].get("input_size"))
         save_checkpoint(folder / "models" / f"{stream}.pt", model, config[stream], 0)
     save_checkpoint(folder / "models" / "fusion.pt", FusionModel(), config["fusion"], 0)
     bundle = folder / "stand-in.zip"
@@ -65,9 +69,10 @@ def stand_in_bundle(folder: Path) -> Path:
     return bundle
 
 
-def run_segment(video: Path, bundle: Path, out: Path, threads: int, max_side: int | None) -> dict:
-    """`fusionseg segment` in a fresh process: wall seconds, its peak memory and its segment.json."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(video), str(bundle), str(out), str(threads)]
+def run_segment(video: Path, bundle: Path, out: Path, threads: int, method: str, max_side: int | None) -> dict:
+    """`fusionseg segment` in a fresh process (`method` "default": the bundle's, with the Saliency row
+    beside): wall seconds, its peak memory and its segment.json."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(video), str(bundle), str(out), str(threads), method]
     if max_side:
         command.append(str(max_side))
     started = time.perf_counter()
@@ -80,11 +85,12 @@ def run_segment(video: Path, bundle: Path, out: Path, threads: int, max_side: in
     return {"seconds": seconds, **usage, "record": record}
 
 
-def worker(video: str, bundle: str, out: str, threads: str, max_side: str | None = None) -> None:
+def worker(video: str, bundle: str, out: str, threads: str, method: str, max_side: str | None = None) -> None:
     """The measured process: the command itself, then this process's peak resident memory."""
     from fusionseg.cli import main
 
     argv = ["segment", video, "--models", bundle, "--out", out, "--threads", threads, "--device", "cpu"]
+    argv += [] if method == "default" else ["--method", method]
     status = main(argv + (["--max-side", max_side] if max_side else []))
     if status:
         sys.exit(status)
@@ -136,7 +142,7 @@ def write_markdown(runs: pd.DataFrame) -> None:
     """segment.md: every run's figures and its seconds per step."""
     runs = runs.assign(rest_s=runs["wall_s"] - runs[[f"{step}_s" for step in STEPS]].sum(axis=1))
     runs = runs.assign(best_fps=runs["frames"] * runs["threads"] / runs["cpu_s"])
-    main_columns = ["command", "bundle", "video", "frames", "source_size", "working_size", "threads", "wall_s", "fps",
+    main_columns = ["command", "bundle", "method", "video", "frames", "source_size", "working_size", "threads", "wall_s", "fps",
                     "cpu_s_per_frame", "best_fps", "peak_rss_mb", "load_before", "load_after"]  # fmt: skip
     lines = [
         "# `fusionseg segment` end to end",
@@ -155,7 +161,7 @@ def write_markdown(runs: pd.DataFrame) -> None:
             "the overlay video and the report:"
         ),
         "",
-        runs[["bundle", *[f"{step}_s" for step in STEPS], "rest_s"]].to_markdown(index=False, floatfmt=".1f"),
+        runs[["bundle", "method", *[f"{step}_s" for step in STEPS], "rest_s"]].to_markdown(index=False, floatfmt=".1f"),
         "",
         f"Overlay frames of the last run: `{SHEET.name}` (frames 0, 1/3, 2/3 and last of {OVERLAY}).",
     ]
@@ -171,6 +177,28 @@ def write_sheet(overlay: Path) -> None:
 
     frames = [rgb for _, rgb in video_frames(overlay, 4)]
     cv2.imwrite(str(SHEET), cv2.cvtColor(np.concatenate(frames), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+
+
+def scaled_video(video: Path, size: tuple[int, int], out: Path) -> Path:
+    """`video` re-encoded at `size` (width, height) into `out`, named as the source."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    path = out / video.name
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    frames = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        writer.write(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
+        frames += 1
+    capture.release()
+    writer.release()
+    if not frames:
+        sys.exit(f"{video}: no frame could be read")
+    return path
 
 
 def as_typed(arg: str) -> str:
@@ -190,6 +218,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--video", type=Path, default=VIDEO)
+    parser.add_argument("--size", default="640x360", help="scale the video to WIDTHxHEIGHT first (not timed); 'source' keeps it")
     parser.add_argument("--bundle", type=Path, help="bundle to time (default: an untrained davis-cpu stand-in)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-side", type=int, help="working size (default: the bundle's)")
@@ -199,19 +228,28 @@ def main() -> None:
     if not args.video.is_file():
         sys.exit(f"{args.video}: video not found (pass --video)")
     video, given, keep = (p.resolve() if p else None for p in (args.video, args.bundle, args.keep))
+    command = shlex.join(["python", "benchmarks/segment.py", *map(as_typed, sys.argv[1:])])
+    rows = []
     with tempfile.TemporaryDirectory(prefix="segment-bench-") as scratch:
+        if args.size != "source":
+            width, height = (int(x) for x in args.size.split("x"))
+            video = scaled_video(video, (width, height), Path(scratch))
         bundle = given or stand_in_bundle(Path(scratch))
-        label = args.label or as_typed(str(args.bundle)) if given else "untrained stand-in of the davis-cpu architecture (EfficientNet-Lite0, TV-L1, max_side 427)"
+        label = args.label or as_typed(str(args.bundle)) if given else "untrained stand-in of the davis-cpu architecture"
         out = keep or Path(scratch) / "out"
-        load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        run = run_segment(video, bundle, out, args.threads, args.max_side)
-        load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-        write_sheet(out / video.stem / OVERLAY)
-    row = {"command": shlex.join(["python", "benchmarks/segment.py", *map(as_typed, sys.argv[1:])]),
-           **result_row(args.video, label, args.threads, run, load_before, load_after)}  # fmt: skip
-    write_markdown(append_run(row))
-    print(pd.DataFrame([row]).T.to_string(header=False))
-
+        for method in ("default", "saliency"):
+            method_out = out if method == "default" else out / "saliency-only"
+            load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            run = run_segment(video, bundle, method_out, args.threads, method, args.max_side)
+            load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+            if method == "default":
+                write_sheet(out / video.stem / OVERLAY)
+            rows.append({"command": command, **result_row(video, label, args.threads, run, load_before, load_after)})
+    runs = None
+    for row in rows:
+        runs = append_run(row)
+    write_markdown(runs)
+    print(pd.DataFrame(rows).T.to_string(header=False))
 
 if __name__ == "__main__":
     main()
