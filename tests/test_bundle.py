@@ -371,7 +371,7 @@ def test_shipped_bundle_is_checked_and_says_its_terms() -> None:
     if not path.is_file():
         pytest.skip(f"{path} not built yet (fusionseg/bundles/README.md says how)")
     shipped = read_bundle(path)
-    assert path.stat().st_size < 20e6
+    assert path.stat().st_size < 30e6  # FusionSeg's three models and TSN (18 MB), float16
     assert "CC BY-NC" in shipped.manifest["licence"]
     assert shipped.max_side == 427 and shipped.flow.method == "tvl1"
     assert shipped.manifest["scores"]["summary"]
