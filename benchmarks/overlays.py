@@ -20,7 +20,7 @@ from fusionseg.io import read_image, read_mask, write_image
 from fusionseg.metrics.summary import METHOD_LABELS, read_scores
 from fusionseg.report.figures import overlay
 
-COLUMNS = ["appearance", "motion", "joint", "joint-tsn", "tsn", "segflow"]
+COLUMNS = ["saliency", "appearance", "motion", "joint", "joint-tsn", "tsn", "segflow"]
 TILE_WIDTH = 320
 
 
