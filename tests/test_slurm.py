@@ -141,8 +141,8 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path) -> None:
 
     out_local, out_cluster = local / "out", cluster / "out"
     assert _same_files(out_local, out_cluster, "results/masks/*/*/*/*.png") == []
-    assert len(list(out_local.glob("results/masks/*/*/*/*.png"))) == 5 * 5
-    for method in ("appearance", "motion", "joint", "flow-th", "flow-sal"):
+    assert len(list(out_local.glob("results/masks/*/*/*/*.png"))) == 6 * 5  # FusionSeg's five methods and Saliency
+    for method in ("appearance", "motion", "joint", "flow-th", "flow-sal", "saliency"):
         scores = f"results/scores/{method}/synth.csv"
         pd.testing.assert_frame_equal(pd.read_csv(out_local / scores), pd.read_csv(out_cluster / scores))
 
