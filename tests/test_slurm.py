@@ -135,7 +135,8 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path) -> None:
         "flow_sal", "saliency", "score", "summarize", "write_roles", "render_report",
     }  # fmt: skip
     assert set().union(*(s.rules for s in submissions)) == every_step
-    gpu_steps = {"compute_flow", "train_appearance", "infer_appearance", "train_motion", "infer_motion", "train_fusion", "infer_joint"}
+    gpu_steps = {"compute_flow", "train_appearance", "infer_appearance", "train_motion", "infer_motion", "train_fusion", "infer_joint",
+                 "saliency"}
     for submission in submissions:
         assert (submission.gpus > 0) == bool(submission.rules & gpu_steps), submission
 
@@ -163,7 +164,8 @@ def test_cluster_config_on_the_miniature_matches_the_local_run(slurm_cluster, mi
     submissions = run_through_slurm(workdir, slurm_cluster, configfiles=(DAVIS_GPU, MINIATURE_OVERLAY, fitted))
 
     config = yaml.safe_load(DAVIS_GPU.read_text())["resources"]
-    gpu_steps = {"compute_flow", "train_appearance", "infer_appearance", "train_motion", "infer_motion", "train_fusion", "infer_joint"}
+    gpu_steps = {"compute_flow", "train_appearance", "infer_appearance", "train_motion", "infer_motion", "train_fusion", "infer_joint",
+                 "saliency"}
     assert gpu_steps <= set().union(*(s.rules for s in submissions))
     for submission in submissions:
         assert (submission.gpus == 1) == bool(submission.rules & gpu_steps), submission
@@ -174,6 +176,6 @@ def test_cluster_config_on_the_miniature_matches_the_local_run(slurm_cluster, mi
     assert len(submissions) < 40  # per-sequence steps went in batches, not one job each
 
     out_local, out_cluster = miniature_run / "output" / "davis-gpu", workdir / "output" / "davis-gpu"
-    assert len(list(out_local.glob("results/masks/*/*/*/*.png"))) == 5 * (4 + 4 + 4)  # 5 methods, 3 sequences
+    assert len(list(out_local.glob("results/masks/*/*/*/*.png"))) == 6 * (4 + 4 + 4)  # 6 methods (Saliency too), 3 sequences
     assert _same_files(out_local, out_cluster, "results/masks/*/*/*/*.png") == []
     pd.testing.assert_frame_equal(pd.read_csv(out_local / "results" / "summary.csv"), pd.read_csv(out_cluster / "results" / "summary.csv"))
