@@ -129,11 +129,11 @@ def result_row(video: Path, bundle_label: str, threads: int, run: dict, load_bef
     return row
 
 
-def append_run(row: dict) -> pd.DataFrame:
-    """segment.csv with this run added; returns every run."""
+def append_runs(rows: list[dict]) -> pd.DataFrame:
+    """segment.csv with these runs added; returns every run."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     csv = RESULTS / "segment.csv"
-    runs = pd.concat([pd.read_csv(csv), pd.DataFrame([row])]) if csv.is_file() else pd.DataFrame([row])
+    runs = pd.concat([pd.read_csv(csv), pd.DataFrame(rows)]) if csv.is_file() else pd.DataFrame(rows)
     runs.to_csv(csv, index=False)
     return runs
 
@@ -245,10 +245,7 @@ def main() -> None:
             if method == "default":
                 write_sheet(out / video.stem / OVERLAY)
             rows.append({"command": command, **result_row(video, label, args.threads, run, load_before, load_after)})
-    runs = None
-    for row in rows:
-        runs = append_run(row)
-    write_markdown(runs)
+    write_markdown(append_runs(rows))
     print(pd.DataFrame(rows).T.to_string(header=False))
 
 if __name__ == "__main__":
