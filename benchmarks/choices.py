@@ -3,16 +3,16 @@ alternatives it was chosen over: every variant is the shipped config with one se
 the workflow itself up to the validation scores (5 held-out DAVIS-2016 train sequences at 240p:
 flamingo, hockey, mallard-fly, motorbike, rollerblade); the benchmark sequences are never run here.
 
-    python benchmarks/choices.py [--choice appearance motion tsn anchors] [--cores 2] [--work DIR]
+    python benchmarks/choices.py [--choice motion tsn flow anchors appearance] [--cores 2] [--work DIR]
                                  [--shipped-run output/davis-cpu]
 
 The variant that is the shipped config is read from a finished run of it (--shipped-run: its
-results/validation/scores). The other variants run one after the other in one out_dir (<work>/run), so
-Snakemake reruns only the steps a variant changes (the appearance variants come last: changing the
-appearance stream reruns everything below it); each variant's score files are kept in
-<work>/variants/<variant>/ with its config, and a variant whose kept config equals its config now is
-not run again. Writes benchmarks/results/choices.md and choices.csv: validation J&F,
-J and F of each variant's methods, and the best variant of each choice.
+results/validation/scores). Each choice runs its other variants one after the other in its own out_dir
+(<work>/runs/<choice>), which starts as a copy of the shipped run whose Snakemake records are written
+by a `--touch` run of the shipped config: a variant then reruns only the steps its section changes.
+Each variant's score files are kept in <work>/variants/<variant>/ with its config, and a variant whose
+kept config equals its config now is not run again. Writes benchmarks/results/choices.md and
+choices.csv: validation J&F, J and F of each variant's methods, and the best variant of each choice.
 """
 
 from __future__ import annotations
@@ -61,13 +61,16 @@ CHOICES = {
         (
             Variant(
                 "motion-efficientnet",
-                "motion stream on ImageNet EfficientNet-Lite0, SGD",
-                {"motion": {"backbone": "efficientnet_lite0", "weights": "imagenet", "optimizer": "sgd", "lr": 0.003}},
+                "motion stream on ImageNet EfficientNet-Lite0, SGD 3e-3, 800 iterations (~1.2 s each)",
+                {"motion": {"backbone": "efficientnet_lite0", "weights": "imagenet", "optimizer": "sgd", "lr": 0.003,
+                            "iterations": 800}},
             ),
             Variant(
                 "motion-u2netp",
-                "motion stream on U²-Netp (DUTS), AdamW",
-                {"motion": {"backbone": "u2netp", "weights": "duts", "optimizer": "adamw", "lr": 0.0001}},
+                "motion stream on U²-Netp (DUTS), all of it trained, AdamW 1e-4, 300 iterations (~6 s each: "
+                "twice the EfficientNet's training time)",
+                {"motion": {"backbone": "u2netp", "weights": "duts", "optimizer": "adamw", "lr": 0.0001,
+                            "iterations": 300}},
             ),
         ),
     ),
@@ -101,21 +104,28 @@ CHOICES = {
     ),
     "appearance": Choice(
         "appearance",
-        "Appearance stream: U²-Netp (DUTS) fine-tuned, or the saliency network as it is (row Saliency), or "
-        "the paper's architecture on ImageNet EfficientNet-Lite0 (stride 8, four atrous classifiers)",
+        "Appearance stream on U²-Netp (DUTS): how much of it to fine-tune (the Saliency row is the network "
+        "untouched, as the background remover runs it)",
         "appearance",
         ("saliency", "appearance"),
         (
             Variant(
-                "appearance-u2netp",
-                "U²-Netp (DUTS) fine-tuned with AdamW",
-                {"appearance": {"backbone": "u2netp", "weights": "duts", "optimizer": "adamw", "lr": 0.0001, "iterations": 300}},
+                "appearance-all-native",
+                "everything trained, AdamW 1e-4, 300 iterations, 256 crops at the frames' size",
+                {"appearance": {"iterations": 300, "crop_size": 256, "lr": 0.0001, "freeze_stages": 0,
+                                "input_size": None, "resized_crops": False}},
             ),
             Variant(
-                "appearance-efficientnet",
-                "EfficientNet-Lite0 (ImageNet), SGD, as before this change",
-                {"appearance": {"backbone": "efficientnet_lite0", "weights": "imagenet", "optimizer": "sgd",
-                                "lr": 0.003, "iterations": 1500}},
+                "appearance-all-320",
+                "everything trained, AdamW 3e-5, 200 iterations, 320 x 320 resized crops",
+                {"appearance": {"iterations": 200, "crop_size": 320, "lr": 3.0e-05, "freeze_stages": 0,
+                                "input_size": 320, "resized_crops": True}},
+            ),
+            Variant(
+                "appearance-sides-320",
+                "side outputs and head only (freeze_stages 11), AdamW 1e-3, 200 iterations, 320 x 320 resized crops",
+                {"appearance": {"iterations": 200, "crop_size": 320, "lr": 0.001, "freeze_stages": 11,
+                                "input_size": 320, "resized_crops": True}},
             ),
         ),
     ),
@@ -143,24 +153,45 @@ def targets(config: dict, choice: Choice) -> list[Path]:
     return [Path(config["out_dir"]) / "results" / "validation" / "scores" / m / f"{d}.csv" for m in choice.methods for d in datasets]
 
 
+def snakemake(config: dict, config_path: Path, wanted: list[Path], cores: int, *options: str) -> None:
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [sys.executable, "-m", "snakemake", "--cores", str(cores), *options, "--configfile", str(config_path),
+               "--", *map(str, wanted)]  # fmt: skip
+    print(" ".join(command), flush=True)
+    subprocess.run(command, cwd=REPO, check=True)
+
+
+def seeded_run(choice: Choice, work: Path, shipped_run: Path, cores: int) -> Path:
+    """The choice's out_dir: a copy of the shipped run (made once), with Snakemake's records of how each
+    file was made written by touching the shipped config's jobs, so that a variant's changed params
+    rerun its steps and nothing else."""
+    run = work / "runs" / choice.name
+    if run.is_dir():
+        return run
+    copying = run.with_name(run.name + ".copying")
+    shutil.rmtree(copying, ignore_errors=True)  # a copy this script left unfinished
+    shutil.copytree(shipped_run, copying, symlinks=True)  # copy2: modification times kept
+    copying.rename(run)
+    shipped = variant_config(Variant("shipped", "the shipped config"), run)
+    snakemake(shipped, work / "shipped.yaml", targets(shipped, choice), cores, "--touch", "--forceall")
+    return run
+
+
 def variant_scores(variant: Variant, choice: Choice, work: Path, shipped_run: Path, cores: int) -> list[Path]:
     """The variant's validation score files: kept ones of the same config, the shipped run's, or from
     a run now."""
-    config = variant_config(variant, work / "run")
     kept = work / "variants" / variant.name
+    config = variant_config(variant, work / "runs" / choice.name)
     text = yaml.safe_dump(config, sort_keys=False)
     if (kept / "config.yaml").is_file() and (kept / "config.yaml").read_text() == text:
         return sorted(kept.glob("*.csv"))
     shipped = targets(variant_config(variant, shipped_run), choice)
     if is_shipped(variant) and all(path.is_file() for path in shipped):
         return shipped
-    path = work / "config.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    seeded_run(choice, work, shipped_run, cores)
     wanted = targets(config, choice)
-    command = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", str(path), "--", *map(str, wanted)]
-    print(" ".join(command), flush=True)
-    subprocess.run(command, cwd=REPO, check=True)
+    snakemake(config, work / "config.yaml", wanted, cores)
     kept.mkdir(parents=True, exist_ok=True)
     for target in wanted:
         shutil.copyfile(target, kept / f"{target.parent.name}.{target.name}")
