@@ -20,7 +20,7 @@ import yaml
 
 from fusionseg.datasets.layout import RESOLUTION, SOURCE_RESOLUTION
 from fusionseg.infer.masks import fitted_size, write_masks
-from fusionseg.infer.probs import read_probs, read_probs_attrs, write_probs
+from fusionseg.infer.probs import probs_shape, read_probs, read_probs_attrs, write_probs
 from fusionseg.metrics.scoring import score_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def score_rule(run: Path, config: dict, method: str, sequences: list[tuple[str, 
                 model = read_probs_attrs(source)["model_sha256"]
                 write_probs(probs_path, [stretched], len(stretched), stretched.shape[1:], method, model)
             frames_dir = frames_root / "JPEGImages" / RESOLUTION / name
-            write_masks(probs_path, pred_root / name, threshold, fitted_size(frames_dir, read_probs(probs_path).shape, probs_path))
+            write_masks(probs_path, pred_root / name, threshold, fitted_size(frames_dir, probs_shape(probs_path), probs_path))
         per_sequence, _ = score_root(pred_root, frames_root, names, config["datasets"][dataset]["score_frames"],
                                      gt_resolution=SOURCE_RESOLUTION)  # fmt: skip
         scores.append(per_sequence[["J_mean", "F_mean"]])
