@@ -120,6 +120,11 @@ def _same_files(first: Path, second: Path, pattern: str) -> list[str]:
     return differing
 
 
+# The steps that ask the cluster for a GPU (the networks' training and inference, flow, Saliency).
+GPU_STEPS = {"compute_flow", "train_appearance", "infer_appearance", "train_motion", "infer_motion", "train_fusion",
+             "infer_joint", "saliency"}  # fmt: skip
+
+
 def test_slurm_run_matches_local_run(slurm_cluster, tmp_path) -> None:
     local, cluster = tmp_path / "local", tmp_path / "slurm"
     local.mkdir()
@@ -135,10 +140,8 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path) -> None:
         "flow_sal", "saliency", "score", "summarize", "write_roles", "render_report",
     }  # fmt: skip
     assert set().union(*(s.rules for s in submissions)) == every_step
-    gpu_steps = {"compute_flow", "train_appearance", "infer_appearance", "train_motion", "infer_motion", "train_fusion", "infer_joint",
-                 "saliency"}
     for submission in submissions:
-        assert (submission.gpus > 0) == bool(submission.rules & gpu_steps), submission
+        assert (submission.gpus > 0) == bool(submission.rules & GPU_STEPS), submission
 
     out_local, out_cluster = local / "out", cluster / "out"
     assert _same_files(out_local, out_cluster, "results/masks/*/*/*/*.png") == []
@@ -164,11 +167,9 @@ def test_cluster_config_on_the_miniature_matches_the_local_run(slurm_cluster, mi
     submissions = run_through_slurm(workdir, slurm_cluster, configfiles=(DAVIS_GPU, MINIATURE_OVERLAY, fitted))
 
     config = yaml.safe_load(DAVIS_GPU.read_text())["resources"]
-    gpu_steps = {"compute_flow", "train_appearance", "infer_appearance", "train_motion", "infer_motion", "train_fusion", "infer_joint",
-                 "saliency"}
-    assert gpu_steps <= set().union(*(s.rules for s in submissions))
+    assert GPU_STEPS <= set().union(*(s.rules for s in submissions))
     for submission in submissions:
-        assert (submission.gpus == 1) == bool(submission.rules & gpu_steps), submission
+        assert (submission.gpus == 1) == bool(submission.rules & GPU_STEPS), submission
         if len(submission.rules) == 1 and (rule := next(iter(submission.rules))) in config["rules"]:
             assert submission.runtime >= config["rules"][rule]["runtime"], submission  # its own request
     alone = [s for s in submissions if s.rules in ({"train_appearance"}, {"bootstrap"})]
