@@ -15,6 +15,7 @@ from fusionseg.errors import ConfigError, InputError
 from fusionseg.infer.probs import write_probs
 from fusionseg.io import write_image, write_mask
 from fusionseg.models import StreamModel, load_model, read_checkpoint
+from fusionseg.models.stream import build_stream
 from fusionseg.train import loop
 from fusionseg.train.data import (
     IGNORE,
@@ -223,6 +224,21 @@ def test_freeze_stages_keeps_the_first_stages_as_initialised(tmp_path):
 def test_freeze_stages_beyond_the_backbone_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="freeze_stages: 10.*9 stages"):
         train_stream("appearance", FixedSource(2), _params(freeze_stages=10), tmp_path / "f.pt")
+
+
+def test_no_iterations_keeps_the_duts_network_as_it_is(tmp_path):
+    params = _params(backbone="u2netp", weights="duts", iterations=0, input_size=32)
+    train_stream("appearance", FixedSource(2), params, tmp_path / "a.pt")
+    untouched = build_stream("u2netp", "duts", "appearance", 32).state_dict()
+    saved = read_checkpoint(tmp_path / "a.pt")
+    assert saved["iteration"] == 0 and saved["model"].keys() == untouched.keys()
+    assert all(torch.equal(untouched[k], saved["model"][k]) for k in untouched)
+
+
+def test_no_iterations_without_a_trained_head_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="iterations 0.*efficientnet_lite0 with weights none"):
+        train_stream("appearance", FixedSource(2), _params(iterations=0), tmp_path / "a.pt")
+    assert not (tmp_path / "a.pt").exists()
 
 
 def read_checkpoint_resume(path):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fusionseg.datasets.layout import Sequence
-from fusionseg.errors import InputError
+from fusionseg.errors import ConfigError, InputError
 from fusionseg.models.backbones import freeze_stages
 from fusionseg.models.fusion import FusionModel, log_probabilities
 from fusionseg.models.stream import build_stream
@@ -28,7 +28,13 @@ def train_stream(
 ) -> None:
     """Train one stream (appearance: RGB frames; motion: flow images) and write its checkpoint.
 
-    `source` must be picklable when `params['loader_workers']` > 0 (workers prepare the batches)."""
+    `source` must be picklable when `params['loader_workers']` > 0 (workers prepare the batches).
+    With `params['iterations']` 0 the checkpoint is the pretrained network untouched."""
+    if params["iterations"] == 0 and (params["backbone"], params["weights"]) != ("u2netp", "duts"):
+        raise ConfigError(
+            f"{stream}: iterations 0 keeps the initial network as it is; only backbone u2netp with weights duts "
+            f"starts with a trained head (got {params['backbone']} with weights {params['weights']})"
+        )
     torch.manual_seed(params["seed"])
     model = build_stream(params["backbone"], params["weights"], stream, params["input_size"])
     freeze_stages(model.backbone, params["freeze_stages"])
