@@ -52,6 +52,11 @@ def untouched_run(run: Path, config: dict, sequences: list[tuple[str, str]], wor
     return work
 
 
+def shown(path: Path) -> Path:
+    """`path` relative to the repository where it lies inside it (results name no machine's folders)."""
+    return path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO / "output" / "davis-cpu")
@@ -74,7 +79,7 @@ def main() -> None:
     names = ", ".join(f"{d}/{s}" for d, s in sequences)
     (RESULTS / "untouched_appearance.md").write_text(
         "# The appearance stream without fine-tuning (`python benchmarks/untouched_appearance.py`)\n\n"
-        f"Run `{args.run}`, validation sequences {names}, official scorer (percent). The untouched stream's "
+        f"Run `{shown(args.run)}`, validation sequences {names}, official scorer (percent). The untouched stream's "
         "fusion is refitted on the same sequences beside the run's motion stream (which its fine-tuned "
         "appearance stream bootstrapped).\n\n" + table.to_markdown(index=False) + "\n"
     )
