@@ -34,6 +34,11 @@ def min_max(probs: np.ndarray) -> np.ndarray:
     return np.where(span > 0, (probs - low) / np.maximum(span, 1e-6), 0.0)
 
 
+def shown(path: Path) -> Path:
+    """`path` relative to the repository where it lies inside it (results name no machine's folders)."""
+    return path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+
+
 def validation_sequences(config: dict) -> list[tuple[str, str]]:
     """(dataset, sequence) of the run's validation role."""
     return [(entry["dataset"], seq) for entry in config["roles"]["validation"] for seq in entry["sequences"]]
@@ -86,7 +91,7 @@ def main() -> None:
     names = ", ".join(f"{d}/{s}" for d, s in sequences)
     (RESULTS / "thresholds.md").write_text(
         "# Thresholds on the validation split (`python benchmarks/thresholds.py`)\n\n"
-        f"Run `{args.run}`, validation sequences {names}; the stored probabilities thresholded again and "
+        f"Run `{shown(args.run)}`, validation sequences {names}; the stored probabilities thresholded again and "
         "scored by the official scorer (percent).\n\n" + table.to_markdown(index=False) + "\n"
     )
     print(RESULTS / "thresholds.md")

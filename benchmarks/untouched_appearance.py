@@ -23,7 +23,7 @@ from fusionseg.config import section_params
 from fusionseg.datasets.layout import RESOLUTION, Sequence
 from fusionseg.infer.run import infer_joint, infer_stream
 from fusionseg.train.streams import FusionData, train_fusion, train_stream
-from thresholds import score_rule, validation_sequences
+from thresholds import score_rule, shown, validation_sequences
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -50,11 +50,6 @@ def untouched_run(run: Path, config: dict, sequences: list[tuple[str, str]], wor
         joint.parent.mkdir(parents=True, exist_ok=True)
         infer_joint(work / "fusion.pt", app_path, mot_path, joint, 4, "cpu")
     return work
-
-
-def shown(path: Path) -> Path:
-    """`path` relative to the repository where it lies inside it (results name no machine's folders)."""
-    return path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
 
 
 def main() -> None:
