@@ -3,8 +3,8 @@ alternatives it was chosen over: every variant is the shipped config with one se
 the workflow itself up to the validation scores (5 held-out DAVIS-2016 train sequences at 240p:
 flamingo, hockey, mallard-fly, motorbike, rollerblade); the benchmark sequences are never run here.
 
-    python benchmarks/choices.py [--choice motion tsn flow anchors appearance] [--cores 2] [--work DIR]
-                                 [--shipped-run output/davis-cpu]
+    python benchmarks/choices.py [--choice motion tsn flow anchors appearance] [--variant NAME ...]
+                                 [--cores 2] [--work DIR] [--shipped-run output/davis-cpu]
 
 The variant that is the shipped config is read from a finished run of it (--shipped-run: its
 results/validation/scores). Each choice runs its other variants one after the other in its own out_dir
@@ -13,6 +13,8 @@ by a `--touch` run of the shipped config: a variant then reruns only the steps i
 Each variant's score files are kept in <work>/variants/<variant>/ with its config, and a variant whose
 kept config equals its config now is not run again. Writes benchmarks/results/choices.md and
 choices.csv: validation J&F, J and F of each variant's methods, and the best variant of each choice.
+With --variant only the named variants run; the other variants of their choices keep their rows of
+choices.csv.
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ CHOICES = {
                 "twice the EfficientNet's training time)",
                 {"motion": {"backbone": "u2netp", "weights": "duts", "optimizer": "adamw", "lr": 0.0001,
                             "iterations": 300}},
+            ),
+            Variant(
+                "motion-u2netp-600",
+                "the same, 600 iterations (an hour)",
+                {"motion": {"backbone": "u2netp", "weights": "duts", "optimizer": "adamw", "lr": 0.0001,
+                            "iterations": 600}},
             ),
         ),
     ),
@@ -239,21 +247,24 @@ def write_results(rows: pd.DataFrame) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--choice", nargs="+", choices=list(CHOICES), default=list(CHOICES))
+    parser.add_argument("--variant", nargs="+", metavar="NAME", help="run only these variants of the choices")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--work", type=Path, default=REPO / "output" / "choices")
     parser.add_argument("--shipped-run", type=Path, default=REPO / "output" / "davis-cpu", help="a finished run of configs/davis-cpu.yaml")
     args = parser.parse_args()
     os.chdir(REPO)  # the config's dataset roots are relative to the repository
     previous = pd.read_csv(RESULTS / "choices.csv") if (RESULTS / "choices.csv").is_file() else pd.DataFrame()
-    tables = []
-    for name in args.choice:
-        choice = CHOICES[name]
-        for variant in choice.variants:
-            scores = variant_scores(variant, choice, args.work.resolve(), args.shipped_run.resolve(), args.cores)
-            tables.append(collect(choice, variant, scores))
+    runs = [(CHOICES[name], v) for name in args.choice for v in CHOICES[name].variants if not args.variant or v.name in args.variant]
+    unknown = set(args.variant or ()) - {variant.name for _, variant in runs}
+    if unknown:
+        parser.error(f"--variant: {', '.join(sorted(unknown))} not a variant of {', '.join(args.choice)}")
+    tables = [previous[~previous["variant"].isin([v.name for _, v in runs])]] if len(previous) else []
+    for choice, variant in runs:
+        scores = variant_scores(variant, choice, args.work.resolve(), args.shipped_run.resolve(), args.cores)
+        tables.append(collect(choice, variant, scores))
     rows = pd.concat(tables, ignore_index=True)
-    if len(previous):
-        rows = pd.concat([previous[~previous["choice"].isin(args.choice)], rows], ignore_index=True)
+    order = {name: i for i, name in enumerate(CHOICES)}
+    rows = rows.sort_values("choice", key=lambda c: c.map(order), kind="stable")
     write_results(rows)
     print(RESULTS / "choices.md")
 
