@@ -43,7 +43,9 @@ def untouched_run(run: Path, config: dict, sequences: list[tuple[str, str]], wor
         probs = work / "probs" / "appearance" / dataset / f"{name}.h5"
         probs.parent.mkdir(parents=True, exist_ok=True)
         infer_stream(work / "appearance.pt", "appearance", images, probs, 4, "cpu")
-        frames.append(frames_dir), app.append(probs), mot.append(run / "probs" / "motion" / dataset / f"{name}.h5")
+        frames.append(frames_dir)
+        app.append(probs)
+        mot.append(run / "probs" / "motion" / dataset / f"{name}.h5")
     train_fusion(FusionData(frames, app, mot), section_params("fusion", config["fusion"]), work / "fusion.pt")
     for (dataset, name), app_path, mot_path in zip(sequences, app, mot):
         joint = work / "probs" / "joint" / dataset / f"{name}.h5"
