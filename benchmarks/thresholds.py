@@ -68,6 +68,18 @@ def score_rule(run: Path, config: dict, method: str, sequences: list[tuple[str, 
     return float(table["J_mean"].mean()), float(table["F_mean"].mean())
 
 
+def write_results(name: str, title: str, run: Path, sequences: list[tuple[str, str]], table: pd.DataFrame, how: str) -> None:
+    """benchmarks/results/<name>.csv and .md: the table under a title naming the script, run and sequences."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    table.to_csv(RESULTS / f"{name}.csv", index=False)
+    names = ", ".join(f"{d}/{s}" for d, s in sequences)
+    (RESULTS / f"{name}.md").write_text(
+        f"# {title} (`python benchmarks/{name}.py`)\n\n"
+        f"Run `{shown(run)}`, validation sequences {names}; {how}\n\n" + table.to_markdown(index=False) + "\n"
+    )
+    print(RESULTS / f"{name}.md")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO / "output" / "davis-cpu")
@@ -85,16 +97,8 @@ def main() -> None:
                 rule = f"min-max, > {threshold}" if stretch else f"> {threshold}"
                 rows.append({"method": method, "rule": rule, "J": round(100 * j, 1), "F": round(100 * f, 1)})
                 print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS / "thresholds.csv", index=False)
-    names = ", ".join(f"{d}/{s}" for d, s in sequences)
-    (RESULTS / "thresholds.md").write_text(
-        "# Thresholds on the validation split (`python benchmarks/thresholds.py`)\n\n"
-        f"Run `{shown(args.run)}`, validation sequences {names}; the stored probabilities thresholded again and "
-        "scored by the official scorer (percent).\n\n" + table.to_markdown(index=False) + "\n"
-    )
-    print(RESULTS / "thresholds.md")
+    write_results("thresholds", "Thresholds on the validation split", args.run, sequences, pd.DataFrame(rows),
+                  "the stored probabilities thresholded again and scored by the official scorer (percent).")  # fmt: skip
 
 
 if __name__ == "__main__":

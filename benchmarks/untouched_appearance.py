@@ -23,10 +23,9 @@ from fusionseg.config import section_params
 from fusionseg.datasets.layout import RESOLUTION, Sequence
 from fusionseg.infer.run import infer_joint, infer_stream
 from fusionseg.train.streams import FusionData, train_fusion, train_stream
-from thresholds import score_rule, shown, validation_sequences
+from thresholds import score_rule, validation_sequences, write_results
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 
 
 def untouched_run(run: Path, config: dict, sequences: list[tuple[str, str]], work: Path) -> Path:
@@ -70,17 +69,9 @@ def main() -> None:
                 j, f = score_rule(run, config, method, sequences, 0.5, False, Path(work) / "scores" / key)
                 rows.append({"appearance stream": label, "method": method, "J": round(100 * j, 1), "F": round(100 * f, 1)})
                 print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS / "untouched_appearance.csv", index=False)
-    names = ", ".join(f"{d}/{s}" for d, s in sequences)
-    (RESULTS / "untouched_appearance.md").write_text(
-        "# The appearance stream without fine-tuning (`python benchmarks/untouched_appearance.py`)\n\n"
-        f"Run `{shown(args.run)}`, validation sequences {names}, official scorer (percent). The untouched stream's "
-        "fusion is refitted on the same sequences beside the run's motion stream (which its fine-tuned "
-        "appearance stream bootstrapped).\n\n" + table.to_markdown(index=False) + "\n"
-    )
-    print(RESULTS / "untouched_appearance.md")
+    write_results("untouched_appearance", "The appearance stream without fine-tuning", args.run, sequences, pd.DataFrame(rows),
+                  "official scorer (percent). The untouched stream's fusion is refitted on the same sequences beside the "
+                  "run's motion stream (which its fine-tuned appearance stream bootstrapped).")  # fmt: skip
 
 
 if __name__ == "__main__":
