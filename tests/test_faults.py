@@ -317,10 +317,17 @@ def test_machine_fault_gives_one_line_and_removes_temporaries(
 # ---- signals ---------------------------------------------------------------------------------------
 
 
+# A suite started in the background (nohup, `cmd &` in a script) hands its children an ignored SIGINT,
+# which fusionseg rightly keeps ignoring. These tests stand for a run in a terminal's foreground, so the
+# child first takes back Python's own Ctrl-C handler.
+IN_THE_FOREGROUND = "import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+FUSIONSEG_IN_THE_FOREGROUND = IN_THE_FOREGROUND + "from fusionseg.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+
+
 def interrupt_when(argv: list[str], ready: Path, glob: str, signum: int) -> subprocess.CompletedProcess:
-    """Run `python -m fusionseg argv` in its own process group and, once a file matching `glob` appears
-    in `ready`, send `signum` to the whole group, as a terminal does on Ctrl-C (workers included)."""
-    command = [sys.executable, "-m", "fusionseg", *argv]
+    """Run `fusionseg argv` in its own process group and, once a file matching `glob` appears in
+    `ready`, send `signum` to the whole group, as a terminal does on Ctrl-C (workers included)."""
+    command = [sys.executable, "-c", FUSIONSEG_IN_THE_FOREGROUND, *argv]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(ready.glob(glob)) and process.poll() is None and time.monotonic() < deadline:
@@ -360,8 +367,7 @@ def test_ctrl_c_during_training_keeps_only_the_resume_file(inputs: Path, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fusion.pt.log.csv", "fusion.pt.resume.pt"]
 
 
-SIGNAL_INSIDE_HDF5_IO = """
-import signal, sys
+SIGNAL_INSIDE_HDF5_IO = IN_THE_FOREGROUND + """
 import fusionseg.io.hdf5 as io
 
 class CtrlCOnThirdWrite:  # a file whose third write gets a Ctrl-C: its handler runs inside HDF5's I/O
