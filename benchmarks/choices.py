@@ -216,7 +216,7 @@ def collect(choice: Choice, variant: Variant, score_files: list[Path]) -> pd.Dat
     table = table.reset_index()
     table.insert(0, "variant", variant.name)
     table.insert(0, "choice", choice.name)
-    table["description"] = variant.description + (" (shipped)" if is_shipped(variant) else "")
+    table["description"] = variant.description
     return table
 
 
@@ -230,16 +230,19 @@ def write_results(rows: pd.DataFrame) -> None:
         "hockey, mallard-fly, motorbike, rollerblade), every frame but the first and last (inner), percent. Each "
         "variant is the shipped config with one section changed.",
     ]
+    # Marked when written, not when run: the shipped config may have adopted a variant since.
+    shipped = {variant.name for choice in CHOICES.values() for variant in choice.variants if is_shipped(variant)}
     for name, group in rows.groupby("choice", sort=False):
         choice = CHOICES[name]
         lines += ["", f"## {choice.question}", "", f"Decided on {choice.method} J&F.", ""]
         shown = group[["variant", "description", "method", "JF_mean", "J_mean", "F_mean"]].copy()
+        shown["description"] += shown["variant"].map(lambda variant: " (shipped)" if variant in shipped else "")
         for column in ("JF_mean", "J_mean", "F_mean"):
             shown[column] = (100 * shown[column]).round(1)
         lines.append(shown.rename(columns={"JF_mean": "J&F", "J_mean": "J", "F_mean": "F"}).to_markdown(index=False))
         decisive = group[group["method"] == choice.method]
         if len(decisive):
-            best = decisive.loc[decisive["JF_mean"].idxmax()]
+            best = shown.loc[decisive["JF_mean"].idxmax()]
             lines += ["", f"Best: **{best['variant']}** ({best['description']})."]
     (RESULTS / "choices.md").write_text("\n".join(lines) + "\n")
 
