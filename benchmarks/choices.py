@@ -3,7 +3,7 @@ alternatives it was chosen over: every variant is the shipped config with one se
 the workflow itself up to the validation scores (5 held-out DAVIS-2016 train sequences at 240p:
 flamingo, hockey, mallard-fly, motorbike, rollerblade); the benchmark sequences are never run here.
 
-    python benchmarks/choices.py [--choice motion tsn flow anchors appearance] [--variant NAME ...]
+    python benchmarks/choices.py [--choice motion tsn flow anchors appearance untouched] [--variant NAME ...]
                                  [--cores 2] [--work DIR] [--shipped-run output/davis-cpu]
 
 The variant that is the shipped config is read from a finished run of it (--shipped-run: its
@@ -135,6 +135,19 @@ CHOICES = {
                 {"appearance": {"iterations": 200, "crop_size": 320, "lr": 0.001, "freeze_stages": 11,
                                 "input_size": 320, "resized_crops": True}},
             ),
+        ),
+    ),
+    "untouched": Choice(
+        "untouched",
+        "Appearance stream fine-tuned or untouched, end to end: the bootstrap, the motion stream and the "
+        "fusion retrained on its output (benchmarks/untouched_appearance.py refits only the fusion)",
+        "joint",
+        ("appearance", "motion", "joint"),
+        (
+            Variant("appearance-finetuned", "side outputs and head fine-tuned, 200 iterations",
+                    {"appearance": {"iterations": 200}}),
+            Variant("appearance-untouched", "no fine-tuning (iterations: 0): the DUTS U²-Netp as shipped, its fused output",
+                    {"appearance": {"iterations": 0}}),
         ),
     ),
 }
