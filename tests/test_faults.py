@@ -321,13 +321,13 @@ def test_machine_fault_gives_one_line_and_removes_temporaries(
 # which fusionseg rightly keeps ignoring. These tests stand for a run in a terminal's foreground, so the
 # child first takes back Python's own Ctrl-C handler.
 IN_THE_FOREGROUND = "import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
-FUSIONSEG_IN_THE_FOREGROUND = IN_THE_FOREGROUND + "from fusionseg.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+RUN_FUSIONSEG = "from fusionseg.cli import main\nsys.exit(main(sys.argv[1:]))\n"  # the end of every patched child
 
 
 def interrupt_when(argv: list[str], ready: Path, glob: str, signum: int) -> subprocess.CompletedProcess:
     """Run `fusionseg argv` in its own process group and, once a file matching `glob` appears in
     `ready`, send `signum` to the whole group, as a terminal does on Ctrl-C (workers included)."""
-    command = [sys.executable, "-c", FUSIONSEG_IN_THE_FOREGROUND, *argv]
+    command = [sys.executable, "-c", IN_THE_FOREGROUND + RUN_FUSIONSEG, *argv]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(ready.glob(glob)) and process.poll() is None and time.monotonic() < deadline:
@@ -388,9 +388,7 @@ class CtrlCOnThirdWrite:  # a file whose third write gets a Ctrl-C: its handler 
 
 sink_init = io._FirstFailure.__init__
 io._FirstFailure.__init__ = lambda self, raw: sink_init(self, CtrlCOnThirdWrite(raw))
-from fusionseg.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
+""" + RUN_FUSIONSEG
 
 
 def test_ctrl_c_inside_hdf5_io_waits_until_hdf5_returns(inputs: Path, tmp_path: Path) -> None:
@@ -428,9 +426,7 @@ def extract_with_patched_publish(source: Path, out: Path, patch: str, *options: 
         f"    {patch}\n"
         "    original(staged, final)\n"
         "writer._replace = replace\n"
-        "from fusionseg.cli import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
+    ) + RUN_FUSIONSEG
     argv = ["extract-frames", str(source), "--layout", "davis", "--sequence", "seq", "--out", str(out), *options]
     return subprocess.Popen([sys.executable, "-c", code, *argv], stderr=subprocess.PIPE, text=True)
 
